@@ -71,4 +71,10 @@ data_errors = sa.Table(
 
 def create_warehouse_tables(engine: sa.Engine) -> None:
     """Create every warehouse table that does not exist yet (idempotent)."""
+    # Each stage declares its tables on `metadata` in its own `tables` module.
+    import ows_pipeline.dimensions.tables  # noqa: F401
+    import ows_pipeline.facts.tables  # noqa: F401
+    import ows_pipeline.staging.tables  # noqa: F401
+    import ows_pipeline.uploads.tables  # noqa: F401
+
     metadata.create_all(engine)

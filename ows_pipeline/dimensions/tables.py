@@ -1,0 +1,1 @@
+"""Warehouse tables of the dimensions stage, declared on the shared warehouse metadata."""

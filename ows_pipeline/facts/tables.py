@@ -1,0 +1,1 @@
+"""Warehouse tables of the facts stage, declared on the shared warehouse metadata."""

@@ -1,0 +1,1 @@
+"""Warehouse tables of the staging stage, declared on the shared warehouse metadata."""
