@@ -12,7 +12,7 @@ def _staging_table(source: sa.Table) -> sa.Table:
     columns = []
     for c in source.columns:
         type_ = sa.Boolean() if c.name == "active_flag" else c.type
-        columns.append(sa.Column(c.name, type_, nullable=c.nullable or c.primary_key is False))
+        columns.append(sa.Column(c.name, type_, nullable=c.nullable))
     key = [c.name for c in source.primary_key.columns]
     return sa.Table(
         f"stg_{source.name}",
