@@ -67,12 +67,19 @@ def _engine(url: sa.URL, role: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout = 60000")
             if role == "warehouse":
                 cur.execute("PRAGMA journal_mode = WAL")
                 cur.execute("PRAGMA synchronous = NORMAL")
             cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # A real transaction from the first statement, DDL included; writers that must not
+            # interleave ask for `conn.execution_options(sqlite_begin="IMMEDIATE")`.
+            conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", ""))
 
     return engine
 
