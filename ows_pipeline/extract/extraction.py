@@ -10,6 +10,7 @@ in `etl_batches` in the same transaction: a failure leaves table and watermark u
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,12 +18,14 @@ from typing import Optional
 
 import sqlalchemy as sa
 
+from ows_pipeline.resources import SourceConfigError
 from ows_pipeline.source.schema import TS, SourceTable
 from ows_pipeline.warehouse.batches import last_successful_batch, new_batch_id, record_batch, record_failed_batch
 from ows_pipeline.warehouse.bulk import as_utc, insert_rows
 from ows_pipeline.warehouse.tables import RAW_TABLES
 
 Log = Callable[[str], None]
+IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_$#]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,13 @@ class ExtractOptions:
     lookback_ids: int = 10_000
     chunk_rows: int = 50_000
     schema: Optional[str] = None
+
+    def __post_init__(self):
+        if self.schema is not None and not IDENTIFIER.fullmatch(self.schema):
+            raise SourceConfigError(
+                f"OWS_SOURCE_SCHEMA={self.schema!r} is not a plain Oracle identifier "
+                "(letters, digits, _ $ #, starting with a letter); set it to the schema name only."
+            )
 
 
 @dataclass
