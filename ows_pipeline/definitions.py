@@ -5,22 +5,22 @@ Kept cheap to import: no Great Expectations, no database connection, no file sys
 
 import dagster as dg
 
-from ows_pipeline.dimensions.defs import defs as dimensions_defs
-from ows_pipeline.extract.defs import defs as extract_defs
-from ows_pipeline.facts.defs import defs as facts_defs
-from ows_pipeline.operations.defs import defs as operations_defs
-from ows_pipeline.reports.defs import defs as reports_defs
-from ows_pipeline.resources import resources_from_env
-from ows_pipeline.staging.defs import defs as staging_defs
-from ows_pipeline.uploads.defs import defs as uploads_defs
+from ows_pipeline import resources
+from ows_pipeline.dimensions import defs as dimensions
+from ows_pipeline.extract import defs as extract
+from ows_pipeline.facts import defs as facts
+from ows_pipeline.operations import defs as operations
+from ows_pipeline.reports import defs as reports
+from ows_pipeline.staging import defs as staging
+from ows_pipeline.uploads import defs as uploads
 
 defs = dg.Definitions.merge(
-    extract_defs,
-    staging_defs,
-    dimensions_defs,
-    facts_defs,
-    reports_defs,
-    uploads_defs,
-    operations_defs,
-    dg.Definitions(resources=resources_from_env()),
+    extract.defs,
+    staging.defs,
+    dimensions.defs,
+    facts.defs,
+    reports.defs,
+    uploads.defs,
+    operations.defs,
+    dg.Definitions(resources=resources.resources_from_env()),
 )

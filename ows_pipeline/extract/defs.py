@@ -1,6 +1,5 @@
 """Extraction assets `raw_ows_<table>`: one step copies the selected OWS tables into the warehouse."""
 
-from __future__ import annotations
 
 import datetime as dt
 
