@@ -458,9 +458,16 @@ class XlsxWriter:
 
     # -- small sheets
 
-    def add_sheet(self, sheet: Sheet) -> None:
-        """Write a free-form sheet kept in memory."""
-        part = self._new_sheet(sheet.name)
+    def reserve(self, name: str) -> _SheetPart:
+        """Keep a place in the sheet order for a sheet written later with `add_sheet(sheet, part=...)`."""
+        return self._new_sheet(name)
+
+    def add_sheet(self, sheet: Sheet, part: Optional[_SheetPart] = None) -> None:
+        """Write a free-form sheet kept in memory (into its reserved place, if given)."""
+        if part is None:
+            part = self._new_sheet(sheet.name)
+        elif part.name != sheet.name:
+            raise ValueError(f"Sheet {sheet.name!r} was reserved as {part.name!r}.")
         out = [XML_HEAD, f'<worksheet xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">', _sheet_views(sheet.freeze_row)]
         if sheet.widths:
             out.append(_cols([sheet.widths.get(i, 9.0) for i in range(1, max(sheet.widths) + 1)]))

@@ -1,0 +1,361 @@
+"""The weekly Excel report: Summary, Latest snapshot, End states, Changes and Data quality sheets.
+
+`build_weekly_report` reads one week from the warehouse and writes the workbook to a
+temporary file beside the target, then renames it into place, so a reader never sees a
+half-written report and a failed run leaves the previous file untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from ows_pipeline.reports import queries as q
+from ows_pipeline.reports.workbook import (
+    EXCEL_MAX_ROWS,
+    Chart,
+    Column,
+    DocProperties,
+    Highlight,
+    Sheet,
+    XlsxWriter,
+    column_letter,
+)
+
+SUMMARY = "Summary"
+SNAPSHOT = "Latest snapshot"
+END_STATES = "End states"
+CHANGES = "Changes"
+QUALITY = "Data quality"
+MAX_CHART_STATES = 8
+
+
+@dataclass(frozen=True)
+class ReportWeek:
+    """A reporting week: its partition key and its bounds as UTC instants."""
+
+    key: str  # 'YYYY-MM-DD', the Sunday it starts
+    start: dt.datetime
+    end: dt.datetime
+    timezone: str
+
+    @property
+    def start_date(self) -> dt.date:
+        return dt.date.fromisoformat(self.key)
+
+    @classmethod
+    def from_key(cls, key: str, timezone: str) -> "ReportWeek":
+        """Sunday 00:00 to the next Sunday 00:00 in `timezone` (DST-aware), as UTC."""
+        tz = ZoneInfo(timezone)
+        day = dt.date.fromisoformat(key)
+        start = dt.datetime.combine(day, dt.time(), tz)
+        end = dt.datetime.combine(day + dt.timedelta(days=7), dt.time(), tz)
+        return cls(key, start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc), timezone)
+
+
+@dataclass
+class ReportResult:
+    """What was written: the file, its digest and size, rows per sheet and the KPIs."""
+
+    path: Path
+    size: int
+    sha256: str
+    sheet_rows: dict[str, int] = field(default_factory=dict)
+    kpis: list[tuple[str, object, object, object]] = field(default_factory=list)  # (name, this, last, delta)
+    notes: list[str] = field(default_factory=list)
+
+    def kpi_markdown(self) -> str:
+        lines = ["| KPI | this week | last week | change |", "|---|---:|---:|---:|"]
+        for name, this, last, delta in self.kpis:
+            lines.append(f"| {name} | {_fmt(this)} | {_fmt(last)} | {_fmt(delta, signed=True)} |")
+        return "\n".join(lines)
+
+
+def _fmt(value, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:+.1%}" if signed else f"{value:.1%}"
+    return f"{value:+,}" if signed else f"{value:,}"
+
+
+def report_path(report_dir: Path, week_key: str) -> Path:
+    return Path(report_dir) / f"ows_weekly_{week_key}.xlsx"
+
+
+def find_data_docs(home: Path) -> Optional[Path]:
+    """The Data Docs entry page under `OWS_HOME/data_docs`, if it has been built."""
+    root = Path(home) / "data_docs"
+    if not root.is_dir():
+        return None
+    pages = sorted(root.rglob("index.html"), key=lambda p: (len(p.parts), str(p)))
+    return pages[0] if pages else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_weekly_report(
+    engine: sa.Engine,
+    week: ReportWeek,
+    path: Path,
+    *,
+    data_docs: Optional[Path] = None,
+    max_rows: int = EXCEL_MAX_ROWS,
+) -> ReportResult:
+    """Write the workbook of `week` to `path` atomically and describe it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out, engine.connect() as conn:
+            result = _write(conn, week, out, data_docs, max_rows)
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    result.path = path
+    result.size = path.stat().st_size
+    result.sha256 = sha256_of(path)
+    return result
+
+
+def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path], max_rows: int) -> ReportResult:
+    fct = q.fact_table(conn)
+    day = week.start_date
+    tz = ZoneInfo(week.timezone)
+    trend = q.weekly_kpis(conn, fct, day)
+    this, last = trend[-1], trend[-2]
+    result = ReportResult(Path(), 0, "")
+    result.kpis = _kpi_rows(this, last)
+    expected = q.week_row_count(conn, fct, day)
+
+    properties = DocProperties(
+        title=f"OWS weekly report, week of {week.key}",
+        subject="Latest state of every workflow across projects, feeds and match processes",
+        keywords=f"OWS; weekly; {week.key}",
+        description=f"Week {week.key} ({week.timezone}): {week.start:%Y-%m-%d %H:%M} to {week.end:%Y-%m-%d %H:%M} UTC.",
+        created=week.end,
+    )
+    large = expected > 100_000
+    with XlsxWriter(out, properties, display_tz=tz, max_rows=max_rows) as book:
+        summary_part = book.reserve(SUMMARY)
+
+        snapshot_columns = [Column(h, kind) for h, _, kind in q.SNAPSHOT_COLUMNS] + [Column(q.FLAG_COLUMN, "text", 9)]
+        snapshot = book.add_table_sheet(
+            SNAPSHOT,
+            snapshot_columns,
+            q.latest_snapshot(conn, fct, day),
+            table_name="LatestSnapshot",
+            highlights=[Highlight(q.FLAG_COLUMN, "FAILED", "bad"), Highlight(q.FLAG_COLUMN, "BREAK", "warn")],
+            back_link=("← Summary", SUMMARY),
+            large=large,
+        )
+
+        states = q.end_states(conn, fct, day)
+        book.add_sheet(_end_states_sheet(states))
+
+        dims = q.dimension_changes(conn, week.start, week.end)
+        change_columns = [Column(h, kind) for h, kind in q.CHANGE_COLUMNS]
+        changes = book.add_table_sheet(
+            CHANGES,
+            change_columns,
+            _chain(dims.rows, q.run_state_changes(conn, fct, day)),
+            table_name="Changes",
+            highlights=[Highlight("Change", "retired", "bad"), Highlight("Change", "added", "warn")],
+            back_link=("← Summary", SUMMARY),
+            large=large,
+        )
+        if dims.missing:
+            result.notes.append("Not built yet, so not in Changes: " + ", ".join(dims.missing))
+
+        quality = q.data_quality(conn, week.start, week.end)
+        book.add_sheet(_quality_sheet(quality, data_docs))
+
+        book.add_sheet(
+            _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, result.notes),
+            part=summary_part,
+        )
+
+    for info in snapshot + changes:
+        result.sheet_rows[info.name] = info.rows
+    result.sheet_rows[END_STATES] = len({(p, m) for p, m, _, _ in states})
+    result.sheet_rows[QUALITY] = len(quality.loads) + len(quality.rejects) + len(quality.top_rules)
+    return result
+
+
+def _chain(first, rest):
+    yield from first
+    yield from rest
+
+
+def _kpi_rows(this: q.WeekKpis, last: q.WeekKpis) -> list[tuple[str, object, object, object]]:
+    rows = []
+    for name, attr in (("Runs", "runs"), ("Completed", "completed"), ("Failed", "failed"), ("Open", "open"),
+                       ("Breaks", "breaks"), ("SLA breaches", "sla_breaches")):
+        a, b = getattr(this, attr), getattr(last, attr)
+        rows.append((name, a, b, a - b))
+    rate, before = this.match_rate, last.match_rate
+    rows.insert(5, ("Match rate", rate, before, None if rate is None or before is None else rate - before))
+    return rows
+
+
+def _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, notes) -> Sheet:
+    sheet = Sheet(SUMMARY)
+    for col, width in ((1, 26), (2, 14), (3, 14), (4, 14), (5, 3)):
+        sheet.set_width(col, width)
+    sheet.write(1, 1, f"OWS weekly report: week of {week.key}", style="title")
+    sheet.write(2, 1, f"Sunday {week.key} 00:00 to the next Sunday 00:00, {week.timezone}. Times in the sheets are "
+                      f"{week.timezone} local time.")
+
+    sheet.write_row(4, 1, ["KPI", "This week", "Last week", "Change"], style="header")
+    row = 5
+    for name, a, b, delta in _kpi_rows(this, last):
+        pct = name == "Match rate"
+        sheet.write(row, 1, name, style="bold")
+        sheet.write(row, 2, a, "pct" if pct else "int")
+        sheet.write(row, 3, b, "pct" if pct else "int")
+        sheet.write(row, 4, delta, "pct" if pct else "int", style="delta_pct" if pct else "delta_int")
+        row += 1
+
+    row += 1
+    sheet.write(row, 1, "Sheets", style="header")
+    row += 1
+    links = [(info.name, f"{info.rows:,} latest runs") for info in snapshot]
+    links.append((END_STATES, "runs by project, match process and end state"))
+    links += [(info.name, f"{info.rows:,} changes") for info in changes]
+    links.append((QUALITY, "loads, rejected rows and rules"))
+    for name, what in links:
+        sheet.link_to_sheet(row, 1, name, name)
+        sheet.write(row, 2, what)
+        row += 1
+    for note in notes:
+        sheet.write(row, 1, note)
+        row += 1
+
+    row += 1
+    sheet.write(row, 1, "Changes this week", style="header")
+    sheet.write(row, 2, "Count", style="header")
+    row += 1
+    if not dims.counts:
+        sheet.write(row, 1, "none")
+        row += 1
+    for (entity, kind), n in sorted(dims.counts.items()):
+        sheet.write(row, 1, f"{entity} {kind}")
+        sheet.write(row, 2, n, "int")
+        row += 1
+
+    # Data behind the charts.
+    row += 1
+    trend_top = row
+    sheet.write_row(row, 1, ["Week", "Runs", "Completed", "Failed", "Breaks"], style="header")
+    for k in trend:
+        row += 1
+        sheet.write_row(row, 1, [k.week.isoformat(), k.runs, k.completed, k.failed, k.breaks],
+                        ["text", "int", "int", "int", "int"])
+    trend_bottom = row
+    sheet.add_chart(Chart(
+        "line", f"Last {len(trend)} weeks",
+        categories=[k.week.isoformat() for k in trend],
+        series=[(name, [getattr(k, attr) for k in trend])
+                for name, attr in (("Runs", "runs"), ("Completed", "completed"), ("Failed", "failed"),
+                                   ("Breaks", "breaks"))],
+        cat_ref=f"$A${trend_top + 1}:$A${trend_bottom}",
+        series_refs=[(f"${column_letter(c)}${trend_top}", f"${column_letter(c)}${trend_top + 1}:${column_letter(c)}${trend_bottom}")
+                     for c in range(2, 6)],
+        anchor=(6, 20, 16, 38),
+    ))
+
+    row += 2
+    by_project: dict = defaultdict(lambda: defaultdict(int))
+    totals: dict = defaultdict(int)
+    for project, _process, state, n in states:
+        by_project[project][state] += n
+        totals[state] += n
+    top_states = sorted(totals, key=lambda s: (-totals[s], s))[:MAX_CHART_STATES]
+    other = len(totals) > len(top_states)
+    state_names = top_states + (["Other"] if other else [])
+    top = row
+    sheet.write_row(row, 1, ["Project"] + state_names, style="header")
+    projects = sorted(by_project)
+    for project in projects:
+        row += 1
+        counts = [by_project[project].get(s, 0) for s in top_states]
+        if other:
+            counts.append(sum(n for s, n in by_project[project].items() if s not in top_states))
+        sheet.write_row(row, 1, [project or "(none)"] + counts, ["text"] + ["int"] * len(counts))
+    bottom = row
+    if projects:
+        sheet.add_chart(Chart(
+            "bar", "End states by project",
+            categories=[p or "(none)" for p in projects],
+            series=[(name, [by_project[p].get(name, 0) if name != "Other" else
+                            sum(n for s, n in by_project[p].items() if s not in top_states) for p in projects])
+                    for name in state_names],
+            cat_ref=f"$A${top + 1}:$A${bottom}",
+            series_refs=[(f"${column_letter(c)}${top}", f"${column_letter(c)}${top + 1}:${column_letter(c)}${bottom}")
+                         for c in range(2, 2 + len(state_names))],
+            anchor=(6, 1, 16, 19),
+            stacked=True,
+        ))
+    return sheet
+
+
+def _end_states_sheet(states: list[tuple[str, str, str, int]]) -> Sheet:
+    sheet = Sheet(END_STATES)
+    sheet.freeze_row = 1
+    names = sorted({s for _, _, s, _ in states})
+    pivot: dict = defaultdict(lambda: defaultdict(int))
+    for project, process, state, n in states:
+        pivot[(project, process)][state] += n
+    columns = [Column("Project", width=16), Column("Match process", width=18), Column("Runs", "int", 10)]
+    columns += [Column(n, "int", max(10, len(n) + 3)) for n in names]
+    rows = []
+    for (project, process), counts in sorted(pivot.items()):
+        rows.append([project, process, sum(counts.values())] + [counts.get(n, 0) or None for n in names])
+    sheet.add_table("EndStates", 1, 1, columns, rows)
+    sheet.link_to_sheet(1, len(columns) + 2, "← Summary", SUMMARY)
+    return sheet
+
+
+def _quality_sheet(quality: q.DataQuality, data_docs: Optional[Path]) -> Sheet:
+    sheet = Sheet(QUALITY)
+    for col, width in ((1, 34), (2, 16), (3, 26), (4, 12), (5, 12), (6, 14), (7, 18)):
+        sheet.set_width(col, width)
+    sheet.write(1, 1, "Data quality of the week", style="title")
+    sheet.link_to_sheet(1, 9, "← Summary", SUMMARY)
+    if data_docs is not None:
+        sheet.link_to_url(2, 1, "Open the Data Docs (validation results)", data_docs.resolve().as_uri())
+    else:
+        sheet.write(2, 1, "Data Docs have not been built yet (they appear under OWS_HOME/data_docs).")
+
+    row = 4
+    sheet.write(row, 1, "Loads and checks by table", style="bold")
+    row = sheet.add_table("Loads", row + 1, 1, [
+        Column("Table"), Column("Loads", "int"), Column("Failed loads", "int"), Column("Rows in", "int"),
+        Column("Rows loaded", "int"), Column("Rows rejected", "int"), Column("Last finished", "datetime"),
+    ], quality.loads) + 1
+    sheet.write(row, 1, "Rejected values by table and severity", style="bold")
+    row = sheet.add_table("Rejects", row + 1, 1, [
+        Column("Table"), Column("Severity"), Column("Rejected values", "int"), Column("Records", "int"),
+    ], quality.rejects) + 1
+    sheet.write(row, 1, "Top rules", style="bold")
+    sheet.add_table("TopRules", row + 1, 1, [
+        Column("Table"), Column("Field"), Column("Rule"), Column("Severity"), Column("Rejected values", "int"),
+    ], quality.top_rules)
+    return sheet
