@@ -10,7 +10,9 @@ in `etl_batches` in the same transaction: a failure leaves table and watermark u
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,6 +163,41 @@ def _stream(source_conn: sa.Connection, query: sa.Select, chunk_rows: int):
         yield part
 
 
+def _copy_postgres_to_postgres(sconn, wconn, query, target, columns, batch_id, extracted_at) -> int:
+    """Stream `query` from one PostgreSQL to another with COPY on both ends, through a pipe."""
+    query = query.add_columns(
+        sa.literal(batch_id, sa.String).label("_batch_id"), sa.literal(extracted_at, TS).label("_extracted_at")
+    )
+    compiled = query.compile(dialect=sconn.dialect)
+    source_cursor = sconn.connection.dbapi_connection.cursor()
+    select_sql = source_cursor.mogrify(str(compiled), compiled.params).decode()
+    target_cols = ", ".join(_quote(wconn, c) for c in columns)
+    read_fd, write_fd = os.pipe()
+    failure: list[BaseException] = []
+
+    def produce():
+        with os.fdopen(write_fd, "wb") as out:
+            try:
+                source_cursor.copy_expert(f"COPY ({select_sql}) TO STDOUT", out, size=1 << 20)
+            except BaseException as exc:  # surfaced below, after the consumer stops
+                failure.append(exc)
+
+    producer = threading.Thread(target=produce, name="ows-copy-out", daemon=True)
+    producer.start()
+    target_cursor = wconn.connection.dbapi_connection.cursor()
+    try:
+        with os.fdopen(read_fd, "rb") as inp:
+            target_cursor.copy_expert(f"COPY {_quote(wconn, target)} ({target_cols}) FROM STDIN", inp, size=1 << 20)
+        rows = target_cursor.rowcount
+    finally:
+        producer.join()
+        target_cursor.close()
+        source_cursor.close()
+    if failure:
+        raise failure[0]
+    return rows
+
+
 def extract_table(
     source_engine: sa.Engine,
     warehouse_engine: sa.Engine,
@@ -191,8 +228,6 @@ def extract_table(
             extracted_at = clock
             rows_in = rows_loaded = 0
             max_wm = _parse_watermark(source, previous)
-            wm_index = [c.name for c in source.table.columns].index(source.watermark_column) if source.watermark_column else None
-            preview: list[tuple] = []
             with warehouse_engine.begin() as wconn:
                 stage = _quote(wconn, f"stage_{raw.name}")
                 target = raw.name
@@ -205,15 +240,18 @@ def extract_table(
                     )
                     target = f"stage_{raw.name}"
                 columns = [c.name for c in raw.columns]
-                for chunk in _stream(sconn, query, options.chunk_rows):
-                    rows = [(*row, batch_id, extracted_at) for row in chunk]
-                    if len(preview) < 5:
-                        preview.extend(rows[: 5 - len(preview)])
-                    if wm_index is not None and source.mode == "append":
-                        chunk_max = max(row[wm_index] for row in chunk)
-                        max_wm = chunk_max if max_wm is None else max(max_wm, chunk_max)
-                    rows_in += insert_rows(wconn, target, columns, rows)
-                    log(f"{source.name}: {rows_in:,} rows read")
+                if sconn.dialect.name == wconn.dialect.name == "postgresql":
+                    rows_in = _copy_postgres_to_postgres(sconn, wconn, query, target, columns, batch_id, extracted_at)
+                    log(f"{source.name}: {rows_in:,} rows copied")
+                else:
+                    for chunk in _stream(sconn, query, options.chunk_rows):
+                        rows_in += insert_rows(wconn, target, columns, [(*row, batch_id, extracted_at) for row in chunk])
+                        log(f"{source.name}: {rows_in:,} rows read")
+                if source.mode == "append" and rows_in:
+                    wm = _quote(wconn, source.watermark_column)
+                    chunk_max = wconn.exec_driver_sql(f"SELECT MAX({wm}) FROM {_quote(wconn, target)}").scalar_one()
+                    max_wm = chunk_max if max_wm is None else max(max_wm, chunk_max)
+                preview = [tuple(r) for r in wconn.execute(sa.select(sa.table(target, *(sa.column(c) for c in columns))).limit(5))]
                 if source.mode == "full":
                     rows_loaded = rows_in
                 else:

@@ -1,0 +1,46 @@
+# ows_pipeline: the two commands are `make demo` and `make test`; everything else is set-up they call.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OWS_HOME ?= $(CURDIR)/.ows
+DAGSTER_HOME ?= $(OWS_HOME)/dagster
+export OWS_HOME DAGSTER_HOME
+
+.PHONY: demo test install system-deps dev webserver daemon validate bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed  ## virtualenv with the package and its test tools
+
+system-deps:  ## Chromium for the browser tests (Debian package), when missing and apt is usable
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+demo: install  ## build the demo source and run the weekly pipeline on the embedded default
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/ows-pipeline demo
+
+test: install system-deps  ## the whole test suite (PostgreSQL at 127.0.0.1:5432, Chromium)
+	$(BIN)/python -m pytest -q ows_pipeline_tests
+
+dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+validate: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+bench: install  ## all benchmarks at their default (small) sizes
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .ows .pytest_cache .hypothesis test-artifacts
