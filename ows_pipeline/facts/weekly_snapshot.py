@@ -1,0 +1,383 @@
+"""The weekly snapshot `fct_workflow_run_weekly`: one week, built by set-based SQL.
+
+A week holds every workflow run active or ended in it (begun before the week's end and not
+ended before its start), with its state *as of the week's end*:
+
+- a run that had ended by then (its `end_date` is before the week's end) shows its final
+  status, result, counts and end date; OWS never reopens an ended run (a rerun is a new run
+  with `parent_run_id`), so that row is its state at the week's end;
+- a run still open then gets its status rebuilt from the step history before the week's end:
+  `ERROR` when a step was in error, `SUSPEND` when one was suspended, else `ACTIVE`; result,
+  end date and counts stay empty (OWS keeps only the latest counts of a run, which a past week
+  could not show exactly).
+
+So building a past week today gives the same rows as building it live at that week's end.
+Feed and match process of a run are its workflow's first LOAD and first MATCH steps'. The
+dimension surrogate keys and names are those of the SCD2 versions valid at the week's end.
+SLA minutes come from `ref_feed_sla` (by feed code) when that table exists; a run breaches
+its SLA when it ran (or had been open at the week's end) longer than the SLA.
+
+Rebuilding a week deletes that week's rows and inserts them again in one transaction, with
+an `etl_batches` row: re-running a week is idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct
+from ows_pipeline.source.schema import TS
+from ows_pipeline.staging.tables import STAGING_TABLES
+from ows_pipeline.warehouse.batches import new_batch_id, record_batch, record_failed_batch, utc_now
+
+ASSET_KEY = "fct_workflow_run_weekly"
+FAILED_RESULTS = ("#EXCEPTION", "#TIMEOUT")
+"""Result codes of a run that failed (besides status ERROR)."""
+BREAK_RESULTS = ("BREAKS", "PARTIAL")
+"""Result codes of a run that ended with unmatched items (breaks)."""
+
+_UTC = dt.timezone.utc
+
+
+@dataclass(frozen=True)
+class Week:
+    """One weekly partition: Sunday 00:00 to the next Sunday 00:00 in the configured time zone."""
+
+    key: str  # the partition key, the Sunday the week starts: YYYY-MM-DD
+    start: dt.date
+    start_utc: dt.datetime
+    end_utc: dt.datetime  # exclusive
+
+
+def week_for_key(key: str, timezone: str) -> Week:
+    """The week of partition key `key` (a Sunday, `YYYY-MM-DD`) in time zone `timezone`."""
+    try:
+        start = dt.date.fromisoformat(key)
+    except ValueError:
+        raise ValueError(f"Week key {key!r} is not a date; use the Sunday the week starts, as YYYY-MM-DD.") from None
+    if start.weekday() != 6:
+        raise ValueError(f"Week key {key!r} is a {start:%A}; weeks start on Sunday (e.g. the Sunday before it).")
+    tz = ZoneInfo(timezone)
+    midnight = dt.time(0, 0)
+    start_utc = dt.datetime.combine(start, midnight, tz).astimezone(_UTC)
+    end_utc = dt.datetime.combine(start + dt.timedelta(days=7), midnight, tz).astimezone(_UTC)
+    return Week(key=key, start=start, start_utc=start_utc, end_utc=end_utc)
+
+
+class minutes_between(FunctionElement):
+    """Minutes from the first timestamp to the second, as a float (dialect-specific SQL)."""
+
+    type = sa.Float()
+    name = "minutes_between"
+    inherit_cache = True
+
+
+@compiles(minutes_between)
+def _minutes_default(element, compiler, **kw):
+    start, end = list(element.clauses)
+    return f"(CAST(EXTRACT(EPOCH FROM ({compiler.process(end, **kw)} - {compiler.process(start, **kw)})) AS NUMERIC) / 60.0)"
+
+
+@compiles(minutes_between, "sqlite")
+def _minutes_sqlite(element, compiler, **kw):
+    start, end = list(element.clauses)
+    return f"((julianday({compiler.process(end, **kw)}) - julianday({compiler.process(start, **kw)})) * 1440.0)"
+
+
+@compiles(minutes_between, "oracle")
+def _minutes_oracle(element, compiler, **kw):
+    start, end = list(element.clauses)
+    return f"((CAST({compiler.process(end, **kw)} AS DATE) - CAST({compiler.process(start, **kw)} AS DATE)) * 1440)"
+
+
+def _dimension(name: str, key: str, *attributes: str) -> sa.TableClause:
+    return sa.table(
+        name,
+        sa.column(f"{name[4:]}_sk", sa.BigInteger),
+        sa.column(key, sa.Integer),
+        *(sa.column(a) for a in attributes),
+        sa.column("valid_from", TS),
+        sa.column("valid_to", TS),
+    )
+
+
+dim_project = _dimension("dim_project", "project_id", "project_code", "project_name")
+dim_feed = _dimension("dim_feed", "feed_id", "feed_code", "feed_name")
+dim_match_process = _dimension("dim_match_process", "match_process_id", "process_code", "process_name")
+dim_workflow = _dimension("dim_workflow", "workflow_id", "project_id", "workflow_code", "version", "workflow_name")
+
+ref_feed_sla = sa.table("ref_feed_sla", sa.column("feed_code", sa.String), sa.column("sla_minutes", sa.Integer))
+
+
+def _valid_at(dim, at):
+    """The SCD2 version of `dim` valid at `at`: valid_from <= at < valid_to (open ended while current)."""
+    return sa.and_(dim.c.valid_from <= at, sa.or_(dim.c.valid_to.is_(None), dim.c.valid_to > at))
+
+
+def _first_step_of_type(step_type: str, column: str, label: str) -> sa.Subquery:
+    """Per workflow, `column` of its first step of `step_type` (lowest seq, then step id)."""
+    step = STAGING_TABLES["ows_workflow_step"]
+    ranked = (
+        sa.select(
+            step.c.workflow_id,
+            step.c[column].label(label),
+            sa.func.row_number()
+            .over(partition_by=step.c.workflow_id, order_by=(step.c.seq, step.c.step_id))
+            .label("rn"),
+        )
+        .where(step.c.step_type == step_type, step.c[column].is_not(None))
+        .subquery(f"ranked_{step_type.lower()}")
+    )
+    return sa.select(ranked.c.workflow_id, ranked.c[label]).where(ranked.c.rn == 1).subquery(f"first_{step_type.lower()}")
+
+
+def _typed(value, type_, cast: bool):
+    """A bound value typed in the SELECT list (PostgreSQL needs the CAST; on SQLite a CAST to DATE would break it)."""
+    param = sa.literal(value, type_)
+    return sa.cast(param, type_) if cast else param
+
+
+def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = True) -> sa.Select:
+    """The rows of `week` as one SELECT, columns in `fct_workflow_run_weekly` order."""
+    cast = dialect != "sqlite"
+    run = STAGING_TABLES["ows_workflow_run"]
+    hist = STAGING_TABLES["ows_run_step_history"]
+    workflow = STAGING_TABLES["ows_workflow"]
+    week_end = sa.bindparam("week_end", week.end_utc, type_=TS)
+    week_begin = sa.bindparam("week_begin", week.start_utc, type_=TS)
+
+    ended = sa.and_(run.c.end_date.is_not(None), run.c.end_date < week_end)
+    in_week = sa.and_(run.c.begin_date < week_end, sa.or_(run.c.end_date.is_(None), run.c.end_date >= week_begin))
+
+    # Runs open at the week's end: the latest status of each of their steps before it.
+    open_runs = sa.select(run.c.run_id).where(in_week, sa.not_(ended))
+    ranked = (
+        sa.select(
+            hist.c.run_id,
+            hist.c.to_status,
+            hist.c.result_code,
+            sa.func.row_number()
+            .over(partition_by=(hist.c.run_id, hist.c.step_id), order_by=hist.c.hist_id.desc())
+            .label("rn"),
+        )
+        .where(hist.c.changed_at < week_end, hist.c.run_id.in_(open_runs))
+        .subquery("step_history_ranked")
+    )
+    is_error = ranked.c.to_status == "ERROR"
+    steps = (
+        sa.select(
+            ranked.c.run_id,
+            sa.func.max(sa.case((is_error, 1), else_=0)).label("has_error"),
+            sa.func.max(sa.case((ranked.c.to_status == "SUSPEND", 1), else_=0)).label("has_suspend"),
+            sa.func.max(sa.case((is_error, ranked.c.result_code))).label("error_result"),
+        )
+        .where(ranked.c.rn == 1)
+        .group_by(ranked.c.run_id)
+        .subquery("steps_at_week_end")
+    )
+
+    # Each run in the week with its state at the week's end.
+    end_date = sa.case((ended, run.c.end_date))
+    as_of = (
+        sa.select(
+            run.c.run_id,
+            run.c.run_key,
+            run.c.parent_run_id,
+            run.c.workflow_id,
+            run.c.business_date,
+            run.c.begin_date,
+            sa.case(
+                (ended, run.c.status),
+                (steps.c.has_error == 1, "ERROR"),
+                (steps.c.has_suspend == 1, "SUSPEND"),
+                else_="ACTIVE",
+            ).label("status"),
+            sa.case((ended, run.c.result_code), (steps.c.has_error == 1, steps.c.error_result)).label("result_code"),
+            sa.case((ended, sa.true()), else_=sa.false()).label("reached_end_state"),
+            *(sa.case((ended, run.c[c])).label(c) for c in ("records_loaded", "matched_cnt", "suggested_cnt", "unmatched_cnt")),
+            end_date.label("end_date"),
+            minutes_between(run.c.begin_date, sa.func.coalesce(end_date, week_end)).label("duration_raw"),
+        )
+        .select_from(run.outerjoin(steps, steps.c.run_id == run.c.run_id))
+        .where(in_week)
+        .subquery("runs_at_week_end")
+    )
+
+    first_load = _first_step_of_type("LOAD", "feed_id", "feed_id")
+    first_match = _first_step_of_type("MATCH", "match_process_id", "match_process_id")
+    wf = dim_workflow.alias("wf")
+    project_id = sa.func.coalesce(wf.c.project_id, workflow.c.project_id)
+    prj = dim_project.alias("prj")
+    feed = dim_feed.alias("feed")
+    mp = dim_match_process.alias("mp")
+
+    joined = (
+        as_of.outerjoin(workflow, workflow.c.workflow_id == as_of.c.workflow_id)
+        .outerjoin(wf, sa.and_(wf.c.workflow_id == as_of.c.workflow_id, _valid_at(wf, week_end)))
+        .outerjoin(prj, sa.and_(prj.c.project_id == project_id, _valid_at(prj, week_end)))
+        .outerjoin(first_load, first_load.c.workflow_id == as_of.c.workflow_id)
+        .outerjoin(feed, sa.and_(feed.c.feed_id == first_load.c.feed_id, _valid_at(feed, week_end)))
+        .outerjoin(first_match, first_match.c.workflow_id == as_of.c.workflow_id)
+        .outerjoin(mp, sa.and_(mp.c.match_process_id == first_match.c.match_process_id, _valid_at(mp, week_end)))
+    )
+    duration = sa.func.round(as_of.c.duration_raw, 2)
+    if with_sla:
+        sla = ref_feed_sla.alias("sla")
+        joined = joined.outerjoin(sla, sla.c.feed_code == feed.c.feed_code)
+        sla_minutes = sla.c.sla_minutes
+        sla_breached = sa.case(
+            (sla.c.sla_minutes.is_(None), sa.null()), (duration > sla.c.sla_minutes, sa.true()), else_=sa.false()
+        )
+    else:
+        sla_minutes = sa.null()
+        sla_breached = sa.null()
+
+    status, result = as_of.c.status, as_of.c.result_code
+    columns = {
+        "week_start": _typed(week.start, sa.Date, cast),
+        "week_end": _typed(week.end_utc, TS, cast),
+        "run_id": as_of.c.run_id,
+        "run_key": as_of.c.run_key,
+        "parent_run_id": as_of.c.parent_run_id,
+        "workflow_id": as_of.c.workflow_id,
+        "workflow_code": wf.c.workflow_code,
+        "workflow_version": wf.c.version,
+        "workflow_name": wf.c.workflow_name,
+        "project_id": project_id,
+        "project_code": prj.c.project_code,
+        "project_name": prj.c.project_name,
+        "feed_id": first_load.c.feed_id,
+        "feed_code": feed.c.feed_code,
+        "feed_name": feed.c.feed_name,
+        "match_process_id": first_match.c.match_process_id,
+        "process_code": mp.c.process_code,
+        "process_name": mp.c.process_name,
+        "business_date": as_of.c.business_date,
+        "status": status,
+        "result_code": result,
+        "reached_end_state": as_of.c.reached_end_state,
+        "is_failed": sa.case((sa.or_(status == "ERROR", result.in_(FAILED_RESULTS)), sa.true()), else_=sa.false()),
+        "is_break": sa.case((result.in_(BREAK_RESULTS), sa.true()), else_=sa.false()),
+        "records_loaded": as_of.c.records_loaded,
+        "matched_cnt": as_of.c.matched_cnt,
+        "suggested_cnt": as_of.c.suggested_cnt,
+        "unmatched_cnt": as_of.c.unmatched_cnt,
+        "begin_date": as_of.c.begin_date,
+        "end_date": as_of.c.end_date,
+        "duration_minutes": duration,
+        "sla_minutes": sla_minutes,
+        "sla_breached": sla_breached,
+        "project_sk": prj.c.project_sk,
+        "feed_sk": feed.c.feed_sk,
+        "match_process_sk": mp.c.match_process_sk,
+        "workflow_sk": wf.c.workflow_sk,
+        "batch_id": _typed(batch_id, sa.String(40), cast),
+    }
+    assert list(columns) == [c.name for c in fct.columns], "snapshot columns out of step with the table"
+    return sa.select(*(expr.label(name) for name, expr in columns.items())).select_from(joined)
+
+
+def has_table(conn: sa.Connection, name: str) -> bool:
+    return sa.inspect(conn).has_table(name)
+
+
+def replace_week(conn: sa.Connection, week: Week, batch_id: str) -> int:
+    """Delete `week`'s rows and insert them again, inside the caller's transaction; returns the row count."""
+    with_sla = has_table(conn, "ref_feed_sla")
+    conn.execute(sa.delete(fct).where(fct.c.week_start == week.start))
+    select = snapshot_select(week, batch_id, conn.dialect.name, with_sla=with_sla)
+    conn.execute(sa.insert(fct).from_select([c.name for c in fct.columns], select))
+    return conn.execute(sa.select(sa.func.count()).select_from(fct).where(fct.c.week_start == week.start)).scalar_one()
+
+
+@dataclass(frozen=True)
+class WeekBuild:
+    """What one build of a week did."""
+
+    week: Week
+    batch_id: str
+    rows: int
+    seconds: float
+    with_sla: bool
+
+
+def build_week(engine: sa.Engine, week: Week, run_id: str | None = None) -> WeekBuild:
+    """Rebuild `week` in one transaction and record it in `etl_batches` (a failure is recorded too)."""
+    batch_id = new_batch_id()
+    started = utc_now()
+    clock = time.perf_counter()
+    batch = dict(
+        batch_id=batch_id,
+        asset_key=ASSET_KEY,
+        run_id=run_id,
+        source="stg_ows_workflow_run, stg_ows_run_step_history, stg_ows_workflow_step, dim_*, ref_feed_sla",
+        mode="weekly",
+        as_of=week.end_utc,
+        watermark_from=week.start_utc.isoformat(),
+        watermark_to=week.end_utc.isoformat(),
+        started_at=started,
+    )
+    try:
+        with engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                with_sla = has_table(conn, "ref_feed_sla")
+                rows = replace_week(conn, week, batch_id)
+                record_batch(conn, rows_in=rows, rows_loaded=rows, rows_rejected=0, status="SUCCESS", **batch)
+    except Exception as exc:
+        record_failed_batch(engine, message=f"{type(exc).__name__}: {exc}"[:2000], **batch)
+        raise
+    return WeekBuild(week=week, batch_id=batch_id, rows=rows, seconds=time.perf_counter() - clock, with_sla=with_sla)
+
+
+def week_summary(conn: sa.Connection, week: Week) -> dict[str, int]:
+    """Counts of the built week: runs, ended, failed, breaks, open, SLA breaches."""
+    def total(condition=None):
+        query = sa.select(sa.func.count()).select_from(fct).where(fct.c.week_start == week.start)
+        if condition is not None:
+            query = query.where(condition)
+        return conn.execute(query).scalar_one()
+
+    return {
+        "runs": total(),
+        "ended": total(fct.c.reached_end_state.is_(True)),
+        "open": total(fct.c.reached_end_state.is_(False)),
+        "failed": total(fct.c.is_failed.is_(True)),
+        "breaks": total(fct.c.is_break.is_(True)),
+        "sla_breached": total(fct.c.sla_breached.is_(True)),
+    }
+
+
+def preview_rows(conn: sa.Connection, week: Week, limit: int = 20) -> str:
+    """A small Markdown table of the built week by project (runs, ended, open, failed, breaks)."""
+    def flag_sum(column):
+        return sa.func.sum(sa.case((column.is_(True), 1), else_=0))
+
+    query = (
+        sa.select(
+            fct.c.project_code,
+            sa.func.count().label("runs"),
+            flag_sum(fct.c.reached_end_state).label("ended"),
+            flag_sum(fct.c.is_failed).label("failed"),
+            flag_sum(fct.c.is_break).label("breaks"),
+            flag_sum(fct.c.sla_breached).label("sla_breached"),
+        )
+        .where(fct.c.week_start == week.start)
+        .group_by(fct.c.project_code)
+        .order_by(sa.func.count().desc(), fct.c.project_code)
+        .limit(limit)
+    )
+    lines = ["| project | runs | ended | open | failed | breaks | SLA breached |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in conn.execute(query):
+        lines.append(
+            f"| {row.project_code or '(unknown)'} | {row.runs} | {row.ended} | {row.runs - row.ended} "
+            f"| {row.failed} | {row.breaks} | {row.sla_breached} |"
+        )
+    return "\n".join(lines)
