@@ -1,0 +1,93 @@
+"""`ows-pipeline demo`: build the demo OWS source and run the weekly pipeline on it, week by week.
+
+The source is advanced to each Sunday 02:00 (local time) in turn and the weekly job runs for
+the week just ended, exactly as the schedule would have run it, so the warehouse ends up with
+real history: dimension versions, weekly snapshots and one workbook per week.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from ows_pipeline.settings import Settings
+
+
+def week_run_time(partition_key: str, timezone: str) -> dt.datetime:
+    """When the schedule runs a week: the following Sunday at 02:00 local time, as UTC."""
+    start = dt.date.fromisoformat(partition_key)
+    local = dt.datetime.combine(start + dt.timedelta(days=7), dt.time(2, 0), tzinfo=ZoneInfo(timezone))
+    return local.astimezone(dt.timezone.utc)
+
+
+def _default_file(url: str, home: Path) -> Path | None:
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        path = Path(url[len(prefix):]).resolve()
+        if home in path.parents:
+            return path
+    return None
+
+
+def run_demo(weeks: int = 4, history_weeks: int = 12, seed: int = 42, log=print, **sizes) -> list[Path]:
+    """Generate the demo source and run `ows_weekly_job` for the last `weeks` complete weeks.
+
+    Returns the report files written. Only SQLite files under OWS_HOME are reset.
+    """
+    import dagster as dg
+
+    from ows_pipeline.partitions import weekly_partitions
+    from ows_pipeline.source.demo import advance_demo, generate_demo
+
+    settings = Settings.from_env()
+    os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    for url in (settings.source_url, settings.warehouse_url):
+        path = _default_file(url, settings.home)
+        if path is not None and path.exists():
+            log(f"Starting afresh: removing the previous demo database {path}")
+            for stale in path.parent.glob(path.name + "*"):
+                stale.unlink()
+
+    from ows_pipeline.definitions import defs
+
+    job = defs.get_job_def("ows_weekly_job")
+    keys = weekly_partitions.get_partition_keys()[-weeks:]
+    reports: list[Path] = []
+    with dg.DagsterInstance.get() as instance:
+        for i, key in enumerate(keys):
+            as_of = week_run_time(key, settings.timezone)
+            started = time.perf_counter()
+            if i == 0:
+                log(f"Generating the demo OWS source: {history_weeks} weeks of history up to {as_of:%Y-%m-%d %H:%M} UTC")
+                summary = generate_demo(
+                    settings.source_url, seed=seed, weeks=history_weeks, as_of=as_of, progress=True, **sizes
+                )
+                log(f"  {summary}")
+            else:
+                log(f"Advancing the demo OWS source to {as_of:%Y-%m-%d %H:%M} UTC")
+                advance_demo(settings.source_url, as_of)
+            log(f"Running ows_weekly_job for the week starting {key} ...")
+            result = job.execute_in_process(
+                partition_key=key, instance=instance, tags={"ows/trigger": "demo"}, raise_on_error=False
+            )
+            if not result.success:
+                failures = [e.message for e in result.all_events if e.is_failure]
+                raise SystemExit(f"The weekly run for {key} failed (run {result.run_id}):\n" + "\n".join(failures[-3:]))
+            report = settings.report_dir / f"ows_weekly_{key}.xlsx"
+            if report.exists():
+                reports.append(report)
+            log(f"  done in {time.perf_counter() - started:.0f} s (run {result.run_id})")
+    log("")
+    log("Results")
+    log(f"  warehouse:     {settings.warehouse_url}")
+    for report in reports:
+        log(f"  weekly report: {report}")
+    docs = settings.home / "data_docs"
+    if docs.exists():
+        log(f"  data docs:     {next(docs.rglob('index.html'), docs)}")
+    log(f"  run history:   {os.environ['DAGSTER_HOME']} (open the UI with `make dev`, http://127.0.0.1:3000)")
+    return reports
