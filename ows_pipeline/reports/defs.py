@@ -1,5 +1,155 @@
-"""Dagster definitions of the reports domain."""
+"""Dagster definitions of the reports domain: the weekly workbook and its delivery by email."""
+
+import datetime as dt
 
 import dagster as dg
 
-defs = dg.Definitions()
+from ows_pipeline.partitions import weekly_partitions
+from ows_pipeline.reports import queries
+from ows_pipeline.reports.email import DeliveryError, SmtpSettings, send_report
+from ows_pipeline.reports.weekly_report import (
+    ReportWeek,
+    build_weekly_report,
+    find_data_docs,
+    kpi_rows,
+    report_path,
+    sha256_of,
+)
+from ows_pipeline.resources import SmtpResource, WarehouseResource
+from ows_pipeline.settings import Settings
+
+FACT = dg.AssetKey("fct_workflow_run_weekly")
+
+
+def _week(context: dg.AssetExecutionContext) -> ReportWeek:
+    window = context.partition_time_window
+    return ReportWeek(
+        key=context.partition_key,
+        start=window.start.astimezone(dt.timezone.utc),
+        end=window.end.astimezone(dt.timezone.utc),
+        timezone=weekly_partitions.timezone or "UTC",
+    )
+
+
+@dg.asset(
+    name="ows_weekly_report",
+    group_name="ows_reports",
+    partitions_def=weekly_partitions,
+    deps=[FACT],
+    kinds={"excel"},
+    owners=["team:ows-reporting"],
+)
+def ows_weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The weekly Excel workbook `OWS_REPORT_DIR/ows_weekly_<week>.xlsx`: Summary with KPIs and charts,
+    Latest snapshot of every workflow, End states, Changes from the SCD2 history, Data quality.
+
+    Written to a temporary file and renamed into place; the same warehouse content gives the same bytes.
+    """
+    settings = Settings.from_env()
+    week = _week(context)
+    path = report_path(settings.report_dir, week.key)
+    result = build_weekly_report(warehouse.get_engine(), week, path, data_docs=find_data_docs(settings.home))
+    for note in result.notes:
+        context.log.info(note)
+    snapshot_rows = sum(n for name, n in result.sheet_rows.items() if name.startswith("Latest snapshot"))
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "size_bytes": result.size,
+            "sha256": result.sha256,
+            "snapshot_rows": snapshot_rows,
+            "sheet_rows": dg.MetadataValue.json(result.sheet_rows),
+            "kpis": dg.MetadataValue.md(result.kpi_markdown()),
+        },
+        data_version=dg.DataVersion(result.sha256),
+    )
+
+
+@dg.asset(
+    name="ows_weekly_report_email",
+    group_name="ows_reports",
+    partitions_def=weekly_partitions,
+    deps=[ows_weekly_report],
+    kinds={"email"},
+    owners=["team:ows-reporting"],
+)
+def ows_weekly_report_email(
+    context: dg.AssetExecutionContext, smtp: SmtpResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Sends the week's workbook to OWS_REPORT_RECIPIENTS through the `smtp` resource (STARTTLS, login).
+
+    Skipped, with the reason in the metadata, when OWS_SMTP_HOST or OWS_REPORT_RECIPIENTS is not set.
+    Transient errors are retried with backoff; the report file is only read.
+    """
+    settings = Settings.from_env()
+    week = _week(context)
+    path = report_path(settings.report_dir, week.key)
+    if not smtp.configured:
+        missing = [name for name, value in (("OWS_SMTP_HOST", smtp.host), ("OWS_REPORT_RECIPIENTS", smtp.recipients))
+                   if not value]
+        reason = f"Email not sent: {' and '.join(missing)} not set. The report is at {path}."
+        context.log.warning(reason)
+        return dg.MaterializeResult(metadata={"status": "skipped", "reason": reason})
+    if not path.exists():
+        raise dg.Failure(
+            description=f"No report for week {week.key} at {path}: materialize ows_weekly_report for this week first.",
+            allow_retries=False,
+        )
+    digest = sha256_of(path)
+    smtp_settings = SmtpSettings(
+        host=smtp.host or "",
+        port=smtp.port,
+        user=smtp.user,
+        password=smtp.password,
+        starttls=smtp.starttls,
+        from_addr=smtp.from_addr,
+        recipients=smtp.recipient_list(),
+        timeout_seconds=smtp.timeout_seconds,
+    )
+    subject = f"OWS weekly report, week of {week.key}"
+    body = _body(week, path, digest, warehouse)
+    try:
+        delivery = send_report(path, smtp_settings, subject, body, log=context.log.warning)
+    except DeliveryError as error:
+        raise dg.Failure(
+            description=str(error),
+            metadata={"host": f"{smtp_settings.host}:{smtp_settings.port}", "attempts": error.attempts,
+                      "transient": error.transient, "report_path": dg.MetadataValue.path(str(path))},
+            allow_retries=error.transient,
+        ) from error
+    if delivery.refused:
+        context.log.warning(f"Refused recipients: {delivery.refused}")
+    return dg.MaterializeResult(
+        metadata={
+            "status": "sent",
+            "message_id": delivery.message_id,
+            "recipients": dg.MetadataValue.json(delivery.accepted),
+            "refused_recipients": dg.MetadataValue.json(delivery.refused),
+            "attempts": delivery.attempts,
+            "report_path": dg.MetadataValue.path(str(path)),
+            "report_sha256": digest,
+        }
+    )
+
+
+def _body(week: ReportWeek, path, digest: str, warehouse: WarehouseResource) -> str:
+    lines = [
+        f"The OWS weekly report for the week of {week.key} ({week.timezone}) is attached.",
+        "",
+    ]
+    try:
+        with warehouse.get_engine().connect() as conn:
+            fct = queries.fact_table(conn)
+            trend = queries.weekly_kpis(conn, fct, week.start_date, weeks=2)
+        for name, this, last, _delta in kpi_rows(trend[-1], trend[-2]):
+            shown = f"{this:.1%}" if isinstance(this, float) else ("-" if this is None else f"{this:,}")
+            before = f"{last:.1%}" if isinstance(last, float) else ("-" if last is None else f"{last:,}")
+            lines.append(f"  {name:<14} {shown:>10}   (last week {before})")
+        lines.append("")
+    except Exception:  # noqa: BLE001 - the figures are a courtesy; the attachment is what matters
+        pass
+    lines += [f"File: {path.name}", f"SHA-256: {digest}", "", "Sent by ows_pipeline."]
+    return "\n".join(lines)
+
+
+defs = dg.Definitions(assets=[ows_weekly_report, ows_weekly_report_email])

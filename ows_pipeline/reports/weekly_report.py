@@ -142,7 +142,7 @@ def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path]
     trend = q.weekly_kpis(conn, fct, day)
     this, last = trend[-1], trend[-2]
     result = ReportResult(Path(), 0, "")
-    result.kpis = _kpi_rows(this, last)
+    result.kpis = kpi_rows(this, last)
     expected = q.week_row_count(conn, fct, day)
 
     properties = DocProperties(
@@ -204,7 +204,7 @@ def _chain(first, rest):
     yield from rest
 
 
-def _kpi_rows(this: q.WeekKpis, last: q.WeekKpis) -> list[tuple[str, object, object, object]]:
+def kpi_rows(this: q.WeekKpis, last: q.WeekKpis) -> list[tuple[str, object, object, object]]:
     rows = []
     for name, attr in (("Runs", "runs"), ("Completed", "completed"), ("Failed", "failed"), ("Open", "open"),
                        ("Breaks", "breaks"), ("SLA breaches", "sla_breaches")):
@@ -225,7 +225,7 @@ def _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, not
 
     sheet.write_row(4, 1, ["KPI", "This week", "Last week", "Change"], style="header")
     row = 5
-    for name, a, b, delta in _kpi_rows(this, last):
+    for name, a, b, delta in kpi_rows(this, last):
         pct = name == "Match rate"
         sheet.write(row, 1, name, style="bold")
         sheet.write(row, 2, a, "pct" if pct else "int")
