@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from ows_pipeline.source.schema import SOURCE_TABLES
@@ -47,18 +48,26 @@ def test_importing_definitions_is_cheap_and_connects_to_nothing(tmp_path):
     assert not any(tmp_path.iterdir()), "importing the definitions wrote files"
 
 
-def test_dagster_definitions_validate(tmp_path):
-    dagster = Path(sys.executable).with_name("dagster")
+@pytest.mark.parametrize(
+    "command, success",
+    [
+        (["dagster", "definitions", "validate", "-w", "workspace.yaml"], "Validation successful"),
+        (["dg", "check", "defs"], "All definitions loaded successfully"),
+    ],
+    ids=["dagster", "dg"],
+)
+def test_both_clis_load_the_code_location(command, success, tmp_path):
+    executable = Path(sys.executable).with_name(command[0])
     out = subprocess.run(
-        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        env=_clean_env(OWS_HOME=str(tmp_path), DAGSTER_HOME=str(tmp_path)),
+        [str(executable), *command[1:]],
+        env=_clean_env(OWS_HOME=str(tmp_path), DAGSTER_HOME=str(tmp_path), PATH=f"{executable.parent}:{os.environ['PATH']}"),
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "Validation successful" in out.stdout + out.stderr
+    assert success in out.stdout + out.stderr
 
 
 def test_raw_assets_materialize_on_the_embedded_default(ows_home):
