@@ -35,7 +35,7 @@ def fct_workflow_run_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
     Re-materializing a week replaces that week only."""
     week = week_for_key(context.partition_key, weekly_partitions.timezone)
     engine = warehouse.get_engine()
-    built = build_week(engine, week, run_id=context.run_id)
+    built = build_week(engine, week, run_id=context.run.run_id)
     with engine.connect() as conn:
         summary = week_summary(conn, week)
         preview = preview_rows(conn, week)

@@ -1,0 +1,154 @@
+"""`ows_weekly_schedule` and `ows_weekly_job`: the week just ended, tags, DST, a 12-week backfill."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from ows_pipeline.facts.defs import fct_workflow_run_weekly
+from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct
+from ows_pipeline.resources import WarehouseResource, make_engine
+from ows_pipeline.schedules import ows_weekly_job, ows_weekly_schedule
+from ows_pipeline.warehouse.tables import etl_batches
+from ows_pipeline_tests.test_facts_scenario import RUNS, load_inputs_as_of
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def _schedule_defs(url: str = "sqlite://") -> dg.Definitions:
+    resources = {"warehouse": WarehouseResource(url=url)}
+    return dg.Definitions(
+        assets=[fct_workflow_run_weekly], jobs=[ows_weekly_job], schedules=[ows_weekly_schedule], resources=resources
+    )
+
+
+def _tick(defs: dg.Definitions, when: dt.datetime) -> list[dg.RunRequest]:
+    schedule = defs.get_repository_def().get_schedule_def("ows_weekly_schedule")
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        return list(schedule.evaluate_tick(context).run_requests or [])
+
+
+@pytest.mark.parametrize(
+    "local_time, week",
+    [
+        (dt.datetime(2026, 1, 18, 2, 0, tzinfo=LONDON), "2026-01-11"),  # winter, GMT (02:00Z)
+        (dt.datetime(2026, 7, 19, 2, 0, tzinfo=LONDON), "2026-07-12"),  # summer, BST (01:00Z)
+        (dt.datetime(2026, 3, 29, 2, 0, tzinfo=LONDON), "2026-03-22"),  # the morning clocks go forward
+        (dt.datetime(2026, 10, 25, 2, 0, tzinfo=LONDON), "2026-10-18"),  # the morning clocks go back
+    ],
+)
+def test_schedule_requests_the_week_just_ended(local_time, week):
+    (request,) = _tick(_schedule_defs(), local_time)
+    assert request.partition_key == week
+    assert request.tags["ows/week"] == week
+    assert request.tags["ows/trigger"] == "schedule"
+    assert request.run_key == week
+
+
+def test_schedule_fires_sunday_0200_local_time_and_is_on_by_default():
+    schedule = _schedule_defs().get_repository_def().get_schedule_def("ows_weekly_schedule")
+    assert schedule.cron_schedule == "0 2 * * 0"
+    assert schedule.execution_timezone == "Europe/London"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "ows_weekly_job"
+    # The next ticks after a Saturday in each season: 02:00 local, i.e. 02:00Z in winter and 01:00Z in summer
+    # (the tick times the daemon computes, through Dagster's own cron iterator).
+    from dagster._utils.schedules import cron_string_iterator
+
+    def next_tick(after: dt.datetime) -> dt.datetime:
+        return next(cron_string_iterator(after.timestamp(), schedule.cron_schedule, schedule.execution_timezone))
+
+    winter = next_tick(dt.datetime(2026, 1, 17, 12, tzinfo=dt.timezone.utc))
+    summer = next_tick(dt.datetime(2026, 7, 18, 12, tzinfo=dt.timezone.utc))
+    assert winter.astimezone(dt.timezone.utc) == dt.datetime(2026, 1, 18, 2, 0, tzinfo=dt.timezone.utc)
+    assert summer.astimezone(dt.timezone.utc) == dt.datetime(2026, 7, 19, 1, 0, tzinfo=dt.timezone.utc)
+
+
+def test_schedule_follows_ows_timezone():
+    """Weeks and the schedule use OWS_TIMEZONE (read once, when the partitions are defined)."""
+    code = (
+        "from ows_pipeline.schedules import ows_weekly_job, ows_weekly_schedule;"
+        "from ows_pipeline.facts.defs import fct_workflow_run_weekly as a;"
+        "import dagster as dg;"
+        "from ows_pipeline.resources import WarehouseResource;"
+        "d = dg.Definitions(assets=[a], jobs=[ows_weekly_job], schedules=[ows_weekly_schedule],"
+        " resources={'warehouse': WarehouseResource()});"
+        "s = d.get_repository_def().get_schedule_def('ows_weekly_schedule');"
+        "print(s.cron_schedule, s.execution_timezone)"
+    )
+    env = {**os.environ, "OWS_TIMEZONE": "America/New_York"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "2", "*", "*", "0", "America/New_York"]
+
+
+def test_job_runs_carry_the_week_tag_whoever_launches_them():
+    job = _schedule_defs().resolve_job_def("ows_weekly_job")
+    assert job.partitions_def is not None
+    assert job.get_tags_for_partition_key("2026-11-15", None)["ows/week"] == "2026-11-15"
+
+
+def test_weekly_job_targets_the_whole_pipeline():
+    """Against the code location's definitions: every asset of the raw, staging, dimension, fact
+    and report groups, weekly partitioned and unpartitioned ones in one job."""
+    from ows_pipeline.definitions import defs as location
+
+    repo = location.get_repository_def()
+    if "ows_weekly_job" not in repo.job_names:
+        location = dg.Definitions.merge(location, dg.Definitions(jobs=[ows_weekly_job], schedules=[ows_weekly_schedule]))
+        repo = location.get_repository_def()
+    job = repo.get_job("ows_weekly_job")
+    graph = repo.asset_graph
+    weekly_groups = {"ows_raw", "ows_staging", "ows_dimensions", "ows_facts", "ows_reports"}
+    expected = {k for k in graph.materializable_asset_keys if graph.get(k).group_name in weekly_groups}
+    assert set(job.asset_layer.selected_asset_keys) == expected
+    assert dg.AssetKey("fct_workflow_run_weekly") in expected
+    assert not any(graph.get(k).group_name == "ows_uploads" for k in job.asset_layer.selected_asset_keys)
+    assert job.partitions_def.get_partition_keys()[0] == "2025-01-05"
+
+
+def _weeks_holding(run) -> set[str]:
+    """Reference: the weeks (Sunday keys) a run belongs to, computed by walking the calendar."""
+    weeks = set()
+    day = dt.date(2025, 4, 13)
+    while day <= dt.date(2025, 6, 29):
+        start = dt.datetime.combine(day, dt.time(0), LONDON).astimezone(dt.timezone.utc)
+        end = dt.datetime.combine(day + dt.timedelta(days=7), dt.time(0), LONDON).astimezone(dt.timezone.utc)
+        if run.begin < end and (run.end is None or run.end[0] >= start):
+            weeks.add(day.isoformat())
+        day += dt.timedelta(days=7)
+    return weeks
+
+
+def test_twelve_week_backfill_through_the_job(tmp_path):
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = make_engine(url, role="warehouse")
+    load_inputs_as_of(engine, dt.datetime(2025, 8, 1, tzinfo=dt.timezone.utc))
+    defs = _schedule_defs(url)
+    job = defs.resolve_job_def("ows_weekly_job")
+    weeks = job.partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange("2025-04-13", "2025-06-29"))
+    assert len(weeks) == 12
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        for week in weeks:
+            result = job.execute_in_process(partition_key=week, instance=instance)
+            assert result.success
+            assert result.dagster_run.tags["ows/week"] == week
+        materialized = instance.get_materialized_partitions(dg.AssetKey("fct_workflow_run_weekly"))
+    assert materialized == set(weeks)
+
+    with engine.connect() as conn:
+        rows = {tuple(r) for r in conn.execute(sa.select(fct.c.week_start, fct.c.run_id))}
+        batches = conn.execute(
+            sa.select(sa.func.count()).select_from(etl_batches).where(etl_batches.c.asset_key == "fct_workflow_run_weekly")
+        ).scalar_one()
+    expected = {(dt.date.fromisoformat(w), r.run_id) for r in RUNS for w in _weeks_holding(r)}
+    assert rows == expected
+    assert batches == 12
