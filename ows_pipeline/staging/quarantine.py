@@ -20,7 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
-from ows_pipeline.staging.clean import clean_frame, column_kind
+from ows_pipeline.staging.clean import clean_frame, column_kind, dtype_problems
 from ows_pipeline.staging.rules import RuleContext, RuleOutcome, as_text, evaluate_suite
 from ows_pipeline.staging.suites import ERROR, SUITES, key_columns
 from ows_pipeline.staging.tables import STAGING_TABLES
@@ -46,6 +46,7 @@ class StagingResult:
     check_results: list[RuleOutcome] = field(repr=False)
     staged_rows: int = 0
     orphans: dict[str, int] = field(default_factory=dict)
+    dtype_problems: list[str] = field(default_factory=list)
     clean: Optional[pd.DataFrame] = field(default=None, repr=False)
 
     @property
@@ -107,7 +108,7 @@ def stage_rows(
                     rejected[outcome.failing_positions] = True
             good = clean.loc[~rejected]
             insert_rows(conn, data_errors, ERROR_COLUMNS, list(errors.itertuples(index=False, name=None)))
-            loaded = load_staging(conn, table_name, good, batch_id, mode)
+            loaded = load_staging(conn, table_name, good, batch_id, mode, len(clean))
             values = {
                 "batch_id": batch_id, "asset_key": f"stg_{table_name}", "run_id": run_id,
                 "source": source_file or f"raw_{table_name}", "mode": mode, "as_of": as_of,
@@ -120,7 +121,8 @@ def stage_rows(
             orphans = staged_orphans(conn, table_name)
     return StagingResult(
         table_name, batch_id, as_of, len(clean), loaded, int(rejected.sum()), errors, outcomes,
-        staged_rows=int(staged), orphans=orphans, clean=clean if keep_clean else None,
+        staged_rows=int(staged), orphans=orphans, dtype_problems=dtype_problems(clean, table_name),
+        clean=clean if keep_clean else None,
     )
 
 
@@ -206,11 +208,15 @@ def _column_values(values: pd.Series, kind: str, dialect: str) -> list:
     return out.tolist()
 
 
-def load_staging(conn: sa.Connection, table_name: str, good: pd.DataFrame, batch_id: str, mode: str) -> int:
+def load_staging(
+    conn: sa.Connection, table_name: str, good: pd.DataFrame, batch_id: str, mode: str, rows_in: int = 0
+) -> int:
     """Write the good rows: replace the table (`full`) or upsert on the key (`incremental`, `append`)."""
     table = STAGING_TABLES[table_name]
     source = SOURCE_TABLES_BY_NAME[table_name].table
     if mode == "full":
+        if not len(good) and not rows_in:
+            return 0  # an empty extract keeps the last validated one (the blocking check fails)
         conn.execute(sa.delete(table))
     elif len(good) and conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
         _delete_keys(conn, table, good[list(key_columns(table_name))])
