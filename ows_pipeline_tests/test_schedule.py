@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from ows_pipeline.facts.defs import fct_workflow_run_weekly
 from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct
 from ows_pipeline.resources import WarehouseResource, make_engine
-from ows_pipeline.schedules import ows_weekly_job, ows_weekly_schedule
+from ows_pipeline.schedules import ows_weekly_job, ows_weekly_schedule, week_just_ended
 from ows_pipeline.warehouse.tables import etl_batches
 from ows_pipeline_tests.test_facts_scenario import RUNS, load_inputs_as_of
 
@@ -32,7 +32,9 @@ def _schedule_defs(url: str = "sqlite://") -> dg.Definitions:
 def _tick(defs: dg.Definitions, when: dt.datetime) -> list[dg.RunRequest]:
     schedule = defs.get_repository_def().get_schedule_def("ows_weekly_schedule")
     with dg.DagsterInstance.ephemeral() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
+        )
         return list(schedule.evaluate_tick(context).run_requests or [])
 
 
@@ -75,7 +77,7 @@ def test_schedule_fires_sunday_0200_local_time_and_is_on_by_default():
 def test_schedule_follows_ows_timezone():
     """Weeks and the schedule use OWS_TIMEZONE (read once, when the partitions are defined)."""
     code = (
-        "from ows_pipeline.schedules import ows_weekly_job, ows_weekly_schedule;"
+        "from ows_pipeline.schedules import ows_weekly_job, ows_weekly_schedule, week_just_ended;"
         "from ows_pipeline.facts.defs import fct_workflow_run_weekly as a;"
         "import dagster as dg;"
         "from ows_pipeline.resources import WarehouseResource;"
@@ -89,10 +91,33 @@ def test_schedule_follows_ows_timezone():
     assert out.split() == ["0", "2", "*", "*", "0", "America/New_York"]
 
 
-def test_job_runs_carry_the_week_tag_whoever_launches_them():
-    job = _schedule_defs().resolve_job_def("ows_weekly_job")
-    assert job.partitions_def is not None
-    assert job.get_tags_for_partition_key("2026-11-15", None)["ows/week"] == "2026-11-15"
+def test_schedule_skips_before_the_first_week_has_ended():
+    (skip,) = [_skip_reason(_schedule_defs(), dt.datetime(2025, 1, 5, 2, 0, tzinfo=LONDON))]
+    assert "No week has ended yet" in skip
+
+
+def _skip_reason(defs: dg.Definitions, when: dt.datetime) -> str:
+    schedule = defs.get_repository_def().get_schedule_def("ows_weekly_schedule")
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
+        )
+        data = schedule.evaluate_tick(context)
+    assert not data.run_requests
+    return data.skip_message
+
+
+@pytest.mark.parametrize(
+    "at, week",
+    [
+        (dt.datetime(2026, 11, 22, 0, 0, tzinfo=LONDON), "2026-11-15"),  # the instant the week ends
+        (dt.datetime(2026, 11, 21, 23, 59, tzinfo=LONDON), "2026-11-08"),  # a minute before: the one before
+        (dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.timezone.utc), "2026-03-22"),  # 02:30 BST, clocks just went forward
+        (dt.datetime(2026, 10, 25, 1, 30, tzinfo=dt.timezone.utc), "2026-10-18"),  # 01:30 GMT, the second 01:30 that day
+    ],
+)
+def test_week_just_ended(at, week):
+    assert week_just_ended(at) == week
 
 
 def test_weekly_job_targets_the_whole_pipeline():
@@ -140,7 +165,7 @@ def test_twelve_week_backfill_through_the_job(tmp_path):
         for week in weeks:
             result = job.execute_in_process(partition_key=week, instance=instance)
             assert result.success
-            assert result.dagster_run.tags["ows/week"] == week
+            assert result.dagster_run.tags["dagster/partition"] == week
         materialized = instance.get_materialized_partitions(dg.AssetKey("fct_workflow_run_weekly"))
     assert materialized == set(weeks)
 

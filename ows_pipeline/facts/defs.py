@@ -23,6 +23,7 @@ SNAPSHOT_INPUTS = [
     name="fct_workflow_run_weekly",
     group_name="ows_facts",
     partitions_def=weekly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=SNAPSHOT_INPUTS,
     kinds={"sql", "sqlite", "postgres"},
     owners=["team:data-engineering"],
@@ -32,16 +33,25 @@ def fct_workflow_run_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
     """Weekly snapshot: one row per workflow run active or ended in the week, with its status and
     result as of the week's end (rebuilt from step history, so a past week rebuilt today is exact),
     counts, duration, SLA breach and the dimension keys valid at the week's end.
-    Re-materializing a week replaces that week only."""
-    week = week_for_key(context.partition_key, weekly_partitions.timezone)
+    Re-materializing a week replaces that week only; a backfill of many weeks runs in one run."""
     engine = warehouse.get_engine()
-    built = build_week(engine, week, run_id=context.run.run_id)
+    weeks = [week_for_key(key, weekly_partitions.timezone) for key in context.partition_keys]
+    builds = []
+    for week in weeks:
+        built = build_week(engine, week, run_id=context.run.run_id)
+        builds.append(built)
+        context.log.info(
+            f"Week {week.key} ({week.start_utc:%Y-%m-%d %H:%M}Z to {week.end_utc:%Y-%m-%d %H:%M}Z): "
+            f"{built.rows} runs in {built.seconds:.2f} s."
+        )
+    if not builds[-1].with_sla:
+        context.log.info("ref_feed_sla does not exist: sla_minutes and sla_breached stay empty.")
+    if len(builds) > 1:
+        return dg.MaterializeResult(metadata=_range_metadata(builds))
+    week, built = weeks[0], builds[0]
     with engine.connect() as conn:
         summary = week_summary(conn, week)
         preview = preview_rows(conn, week)
-    if not built.with_sla:
-        context.log.info("ref_feed_sla does not exist: sla_minutes and sla_breached stay empty.")
-    context.log.info(f"Week {week.key} ({week.start_utc:%Y-%m-%d %H:%M}Z to {week.end_utc:%Y-%m-%d %H:%M}Z): {built.rows} runs.")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": built.rows,
@@ -54,6 +64,17 @@ def fct_workflow_run_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
             "preview": dg.MetadataValue.md(preview),
         }
     )
+
+
+def _range_metadata(builds) -> dict:
+    lines = ["| week | runs | seconds | batch |", "|---|---:|---:|---|"]
+    lines += [f"| {b.week.key} | {b.rows} | {b.seconds:.2f} | {b.batch_id} |" for b in builds]
+    return {
+        "weeks": len(builds),
+        "dagster/row_count": sum(b.rows for b in builds),
+        "seconds": round(sum(b.seconds for b in builds), 3),
+        "weeks_built": dg.MetadataValue.md("\n".join(lines)),
+    }
 
 
 defs = dg.Definitions(assets=[fct_workflow_run_weekly])
