@@ -227,6 +227,13 @@ def check_workbook_container(data: bytes, limits: UploadLimits) -> None:
             "and save as .xlsx",
         )
     if not zipfile.is_zipfile(io.BytesIO(data)):
+        if data.startswith(b"PK\x03\x04") and len(data) > 1000:
+            raise reject(
+                "corrupt_workbook",
+                f"the workbook is truncated or damaged: its zip directory is missing ({len(data):,} bytes; "
+                "an interrupted copy or download?)",
+                "copy or download the workbook again, completely",
+            )
         raise reject(
             "corrupt_workbook",
             "the file is not a valid .xlsx workbook (not a zip container)",
@@ -408,10 +415,12 @@ def _records_table(records, what: str, limits: UploadLimits, scalar_types=_SCALA
     """A list of flat mappings as a table: columns in order of first appearance; absent keys are null."""
     shape = "a JSON array of objects: [{...}, {...}]" if what == "JSON" else "a YAML list of mappings (- key: value)"
     if not isinstance(records, list):
-        found = type(records).__name__
+        found = {"dict": "an object (mapping)", "str": "a text", "NoneType": "empty"}.get(
+            type(records).__name__, f"a {type(records).__name__}"
+        )
         raise reject(
             "not_a_list",
-            f"the {what} document is a {found}, not a list of records",
+            f"the {what} document is {found}, not a list of records",
             f"write the file as {shape}",
         )
     if len(records) > limits.max_rows:

@@ -311,8 +311,8 @@ class ValidatedRows:
         return [dict(zip(names, values)) for values in zip(*(self.columns[n] for n in names))]
 
 
-def validate(kind: Kind, table: ParsedTable, max_problems: int = 10_000) -> tuple[Optional[ValidatedRows], list[Problem]]:
-    """Typed rows and warnings, or None and every problem (capped at `max_problems`, the rest counted)."""
+def match_header(kind: Kind, table: ParsedTable) -> tuple[dict[str, int], list[Problem], list[Problem]]:
+    """Positions of the declared columns in the file, header problems, and warnings (unknown columns)."""
     problems: list[Problem] = []
     warnings: list[Problem] = list(table.warnings)
     header_row = 1 if table.row_unit == "row" else None
@@ -367,6 +367,12 @@ def validate(kind: Kind, table: ParsedTable, max_problems: int = 10_000) -> tupl
                     field=column.name,
                 )
             )
+    return {n: i for n, i in positions.items() if n in declared}, problems, warnings
+
+
+def validate(kind: Kind, table: ParsedTable, max_problems: int = 10_000) -> tuple[Optional[ValidatedRows], list[Problem]]:
+    """Typed rows and warnings, or None and every problem (capped at `max_problems`, the rest counted)."""
+    positions, problems, warnings = match_header(kind, table)
     if problems:
         return None, problems
 

@@ -236,27 +236,28 @@ def process_upload(
     location = landing.relative(target)
     now = registry.utc_now()
     try:
-        with engine.begin() as conn:
+        with engine.connect() as connection, connection.execution_options(sqlite_begin="IMMEDIATE").begin():
+            conn = connection
             counts, details = plan.load(conn, batch_id=batch_id, source_file=upload.file_name, loaded_at=now)
             _insert_problems(
                 conn, plan.rows.warnings, batch_id=batch_id, asset_key=plan.asset_key,
                 source_file=upload.file_name, now=now,
             )
-            record_batch(
-                conn,
-                batch_id=batch_id,
-                asset_key=plan.asset_key,
-                run_id=run_id,
-                source=upload.file_name,
-                mode="upload",
-                as_of=details.get("as_of"),
-                rows_in=len(plan.rows),
-                rows_loaded=len(plan.rows),
-                rows_rejected=0,
-                status="SUCCESS",
-                message=counts.describe(),
-                started_at=now,
-            )
+            if not getattr(plan, "records_batch", False):
+                record_batch(
+                    conn,
+                    batch_id=batch_id,
+                    asset_key=plan.asset_key,
+                    run_id=run_id,
+                    source=upload.file_name,
+                    mode="upload",
+                    rows_in=len(plan.rows),
+                    rows_loaded=len(plan.rows),
+                    rows_rejected=0,
+                    status="SUCCESS",
+                    message=counts.describe(),
+                    started_at=now,
+                )
             registry.update(
                 conn,
                 upload.upload_id,

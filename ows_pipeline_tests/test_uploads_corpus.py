@@ -1,0 +1,110 @@
+"""The corpus of bad uploads: each is rejected with its own clear message, nothing is loaded,
+the original bytes are kept beside `<file>.errors.json`, and `data_errors` holds the problems."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ows_pipeline.resources import make_engine
+from ows_pipeline.uploads.landing import LandingFolder
+from ows_pipeline.uploads.processing import process_upload
+from ows_pipeline.uploads.sensing import sensor_tick
+from ows_pipeline.uploads.tables import ref_feed_sla, ref_project_metadata, upload_registry
+from ows_pipeline.warehouse.tables import create_warehouse_tables, data_errors
+from ows_pipeline_tests.upload_corpus import ACCEPTED_WITH_WARNINGS, BAD_FILES, CORPUS_LIMITS, BadFile
+
+LATER = time.time() + 3600  # every file counts as settled
+
+
+def _upload(tmp_path: Path, bad: BadFile):
+    engine = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}", role="warehouse")
+    create_warehouse_tables(engine)
+    landing = LandingFolder(tmp_path / "landing")
+    landing.ensure()
+    path = landing.root / bad.kind / bad.name
+    bad.write(path)
+    original = None if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
+    tick = sensor_tick(engine, landing, None, CORPUS_LIMITS, now=LATER)
+    assert not tick.failures, tick.log
+    outcomes = [process_upload(engine, landing, r.upload_id, limits=CORPUS_LIMITS) for r in tick.requests]
+    return engine, landing, original, outcomes
+
+
+def test_corpus_has_at_least_30_distinct_bad_files():
+    assert len(BAD_FILES) >= 30
+    assert len({b.case for b in BAD_FILES}) == len(BAD_FILES)
+
+
+@pytest.mark.parametrize("bad", BAD_FILES, ids=[b.case for b in BAD_FILES])
+def test_bad_file_is_rejected_with_its_own_message_and_nothing_loaded(tmp_path, bad):
+    engine, landing, original, outcomes = _upload(tmp_path, bad)
+    with engine.connect() as conn:
+        (entry,) = conn.execute(sa.select(upload_registry)).all()
+        errors = conn.execute(sa.select(data_errors).where(data_errors.c.severity == "ERROR")).all()
+        loaded = conn.execute(sa.select(sa.func.count()).select_from(ref_feed_sla)).scalar_one()
+        loaded += conn.execute(sa.select(sa.func.count()).select_from(ref_project_metadata)).scalar_one()
+        staged = conn.execute(sa.text("SELECT COUNT(*) FROM stg_ows_project")).scalar_one()
+    assert entry.status == "REJECTED", entry.error_summary
+    assert loaded == 0 and staged == 0
+    rules = {e.rule for e in errors}
+    assert bad.rule in rules, (rules, entry.error_summary)
+    assert all(e.source_file == bad.name for e in errors)
+    assert all(e.message for e in errors)
+    # the file now lies in rejected/<kind>/ with its bytes unchanged, beside its report
+    assert entry.current_path.startswith(f"rejected/{bad.kind}/")
+    kept = landing.root / entry.current_path
+    assert os.path.lexists(kept)
+    if original is not None:
+        assert hashlib.sha256(kept.read_bytes()).hexdigest() == original
+    report = json.loads(Path(str(kept) + ".errors.json").read_text(encoding="utf-8"))
+    assert report["file"] == bad.name and report["status"] == "REJECTED"
+    assert any(p["rule"] == bad.rule and p["message"] and p["fix"] for p in report["problems"])
+    assert not list((landing.root / bad.kind).iterdir()), "nothing is left in the drop folder"
+    # nothing was written outside the landing folder (besides the warehouse and the symlink's target)
+    assert sorted(p.name for p in tmp_path.iterdir()) in (
+        ["landing", "warehouse.db", "warehouse.db-shm", "warehouse.db-wal"],
+        ["landing", "warehouse.db"],
+        ["landing", "outside_secret.csv", "warehouse.db", "warehouse.db-shm", "warehouse.db-wal"],
+        ["landing", "outside_secret.csv", "warehouse.db"],
+    )
+
+
+def test_every_bad_file_has_its_own_message(tmp_path):
+    summaries = {}
+    for index, bad in enumerate(BAD_FILES):
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        engine, _landing, _original, _outcomes = _upload(folder, bad)
+        with engine.connect() as conn:
+            summaries[bad.case] = conn.execute(sa.select(upload_registry.c.error_summary)).scalar_one()
+        engine.dispose()
+    assert len(set(summaries.values())) == len(summaries), summaries
+
+
+@pytest.mark.parametrize("accepted", ACCEPTED_WITH_WARNINGS, ids=[a.case for a in ACCEPTED_WITH_WARNINGS])
+def test_warnings_do_not_refuse_the_file(tmp_path, accepted):
+    engine, landing, _original, outcomes = _upload(tmp_path, accepted)
+    (outcome,) = outcomes
+    assert outcome.status == "LOADED"
+    assert accepted.rule in {w.rule for w in outcome.warnings}
+    with engine.connect() as conn:
+        warnings = conn.execute(sa.select(data_errors.c.rule, data_errors.c.severity)).all()
+        rows = conn.execute(sa.select(ref_feed_sla)).all()
+    assert (accepted.rule, "WARNING") in warnings
+    assert len(rows) == 1
+
+
+def test_formula_like_text_is_kept_verbatim(tmp_path):
+    formula = next(a for a in ACCEPTED_WITH_WARNINGS if a.rule == "formula_like")
+    engine, _landing, _original, _outcomes = _upload(tmp_path, formula)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(ref_feed_sla)).one()
+    assert row.owner_team == '=HYPERLINK("http://x")'
+    assert row.escalation_contact == "@SUM(A1)"
