@@ -107,7 +107,7 @@ def stage_rows(
                 if outcome.rule.severity == ERROR:
                     rejected[outcome.failing_positions] = True
             good = clean.loc[~rejected]
-            insert_rows(conn, data_errors, ERROR_COLUMNS, list(errors.itertuples(index=False, name=None)))
+            insert_rows(conn, data_errors, ERROR_COLUMNS, error_tuples(errors))
             loaded = load_staging(conn, table_name, good, batch_id, mode, len(clean))
             values = {
                 "batch_id": batch_id, "asset_key": f"stg_{table_name}", "run_id": run_id,
@@ -170,8 +170,17 @@ def error_rows(
     errors["source_file"] = source_file
     errors["created_at"] = created_at
     errors["row_number"] = [int(n) for n in errors["row_number"]]
-    errors["value"] = [None if v is None or v is pd.NA else str(v) for v in errors["value"]]
+    errors["value"] = [None if _missing(v) else str(v) for v in errors["value"]]
     return errors[ERROR_COLUMNS].astype(object)
+
+
+def error_tuples(errors: pd.DataFrame) -> list[tuple]:
+    """The `data_errors` rows as tuples for the bulk writer, with None for every missing value."""
+    return [tuple(None if _missing(v) else v for v in row) for row in errors.itertuples(index=False, name=None)]
+
+
+def _missing(value) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def _record_keys(clean: pd.DataFrame, raw: pd.DataFrame, key: tuple[str, ...], pos: np.ndarray) -> list[str]:
