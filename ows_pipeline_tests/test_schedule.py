@@ -177,3 +177,35 @@ def test_twelve_week_backfill_through_the_job(tmp_path):
     expected = {(dt.date.fromisoformat(w), r.run_id) for r in RUNS for w in _weeks_holding(r)}
     assert rows == expected
     assert batches == 12
+
+
+@pytest.mark.slow
+def test_twelve_week_backfill_from_the_cli_in_one_run(tmp_path):
+    """`dagster asset materialize --partition-range` builds 12 weeks in one run (single-run backfill policy)."""
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = make_engine(url, role="warehouse")
+    load_inputs_as_of(engine, dt.datetime(2025, 8, 1, tzinfo=dt.timezone.utc))
+    location = tmp_path / "location.py"
+    location.write_text(
+        "import dagster as dg\n"
+        "import ows_pipeline.facts.defs as facts\n"
+        "from ows_pipeline.resources import resources_from_env\n"
+        "defs = dg.Definitions.merge(facts.defs, dg.Definitions(resources=resources_from_env()))\n"
+    )
+    (tmp_path / "dagster_home").mkdir()
+    env = {**os.environ, "OWS_WAREHOUSE_URL": url, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    result = subprocess.run(
+        [dagster, "asset", "materialize", "-f", str(location), "--select", "fct_workflow_run_weekly",
+         "--partition-range", "2025-04-13...2025-06-29"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with engine.connect() as conn:
+        rows = {tuple(r) for r in conn.execute(sa.select(fct.c.week_start, fct.c.run_id))}
+        runs = conn.execute(
+            sa.select(sa.func.count(sa.distinct(etl_batches.c.run_id)), sa.func.count())
+            .where(etl_batches.c.asset_key == "fct_workflow_run_weekly")
+        ).one()
+    assert rows == {(dt.date.fromisoformat(w), r.run_id) for r in RUNS for w in _weeks_holding(r)}
+    assert tuple(runs) == (1, 12)  # one Dagster run, twelve week batches
