@@ -1,7 +1,6 @@
 """Dagster definitions of the uploads domain: the landing-folder sensor, one job per upload kind,
 and the assets those jobs materialize (group `ows_uploads`)."""
 
-from __future__ import annotations
 
 import dagster as dg
 
