@@ -95,10 +95,10 @@ def materialize_staging(
     engine = warehouse.get_engine()
     batch_id = new_batch_id()
     try:
-        result = stage_from_raw(engine, table_name, batch_id=batch_id, run_id=context.run_id,
+        result = stage_from_raw(engine, table_name, batch_id=batch_id, run_id=context.run.run_id,
                                 keep_clean=config.data_docs)
     except Exception as exc:
-        record_failed_batch(engine, batch_id=batch_id, asset_key=f"stg_{table_name}", run_id=context.run_id,
+        record_failed_batch(engine, batch_id=batch_id, asset_key=f"stg_{table_name}", run_id=context.run.run_id,
                             message=str(exc)[:2000])
         raise
     report, docs_problem = None, None
