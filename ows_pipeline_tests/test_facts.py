@@ -85,8 +85,8 @@ def test_runs_show_their_state_as_of_the_weeks_end(sqlite_url):
     assert r2["week_end"].replace(tzinfo=UTC) == WEEK_END_UTC
     assert r2["week_start"] == dt.date(2025, 6, 1)
 
-    r3 = rows[3]  # a step in error at the week's end, retried and completed after it
-    assert (r3["status"], r3["result_code"], r3["is_failed"], r3["reached_end_state"]) == ("ERROR", "#EXCEPTION", True, False)
+    r3 = rows[3]  # a step in error at the week's end, retried by an operator and completed after it: still open
+    assert (r3["status"], r3["result_code"], r3["is_failed"], r3["reached_end_state"]) == ("ACTIVE", None, False, False)
     assert (r3["feed_code"], r3["feed_name"], r3["feed_sk"]) == ("CARDS", "Card file v2", 14)  # changed mid-week
     assert (r3["match_process_id"], r3["process_code"], r3["match_process_sk"]) == (None, None, None)
     assert (r3["workflow_name"], r3["workflow_sk"], r3["workflow_version"]) == ("Cards daily", 22, 3)

@@ -66,10 +66,7 @@ class Run:
                 status=status, result_code=result, end_date=end_at, last_update_date=end_at,
                 records_loaded=loaded, matched_cnt=matched, suggested_cnt=suggested, unmatched_cnt=unmatched,
             )
-        latest = {}
-        for when_, step, to_status, _result in seen:
-            latest[step] = to_status
-        status = "ERROR" if "ERROR" in latest.values() else "SUSPEND" if "SUSPEND" in latest.values() else "ACTIVE"
+        status = "SUSPEND" if seen and seen[-1][2] == "SUSPEND" else "ACTIVE"  # as OWS shows an open run
         return row | dict(
             status=status, result_code=None, end_date=None,
             records_loaded=len(seen) * 10, matched_cnt=len(seen), suggested_cnt=0, unmatched_cnt=None,

@@ -6,10 +6,12 @@ ended before its start), with its state *as of the week's end*:
 - a run that had ended by then (its `end_date` is before the week's end) shows its final
   status, result, counts and end date; OWS never reopens an ended run (a rerun is a new run
   with `parent_run_id`), so that row is its state at the week's end;
-- a run still open then gets its status rebuilt from the step history before the week's end:
-  `ERROR` when a step was in error, `SUSPEND` when one was suspended, else `ACTIVE`; result,
-  end date and counts stay empty (OWS keeps only the latest counts of a run, which a past week
-  could not show exactly).
+- a run still open then gets its status rebuilt from the step history before the week's end,
+  as OWS shows an open run: `SUSPEND` when its latest step transition was a suspension, else
+  `ACTIVE` (a step in error that an operator retries leaves the run open; a failure that ends
+  the run sets its end date, status `ERROR` and an end state such as `#EXCEPTION`). Result,
+  end date and counts stay empty (OWS keeps only the latest counts of a run, which a past
+  week could not show exactly).
 
 So building a past week today gives the same rows as building it live at that week's end.
 Feed and match process of a run are its workflow's first LOAD and first MATCH steps'. The
@@ -156,32 +158,18 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
     ended = sa.and_(run.c.end_date.is_not(None), run.c.end_date < week_end)
     in_week = sa.and_(run.c.begin_date < week_end, sa.or_(run.c.end_date.is_(None), run.c.end_date >= week_begin))
 
-    # Runs open at the week's end: the latest status of each of their steps before it.
+    # Runs open at the week's end: their latest step transition before it.
     open_runs = sa.select(run.c.run_id).where(in_week, sa.not_(ended))
     ranked = (
         sa.select(
             hist.c.run_id,
             hist.c.to_status,
-            hist.c.result_code,
-            sa.func.row_number()
-            .over(partition_by=(hist.c.run_id, hist.c.step_id), order_by=hist.c.hist_id.desc())
-            .label("rn"),
+            sa.func.row_number().over(partition_by=hist.c.run_id, order_by=hist.c.hist_id.desc()).label("rn"),
         )
         .where(hist.c.changed_at < week_end, hist.c.run_id.in_(open_runs))
         .subquery("step_history_ranked")
     )
-    is_error = ranked.c.to_status == "ERROR"
-    steps = (
-        sa.select(
-            ranked.c.run_id,
-            sa.func.max(sa.case((is_error, 1), else_=0)).label("has_error"),
-            sa.func.max(sa.case((ranked.c.to_status == "SUSPEND", 1), else_=0)).label("has_suspend"),
-            sa.func.max(sa.case((is_error, ranked.c.result_code))).label("error_result"),
-        )
-        .where(ranked.c.rn == 1)
-        .group_by(ranked.c.run_id)
-        .subquery("steps_at_week_end")
-    )
+    last_step = sa.select(ranked.c.run_id, ranked.c.to_status).where(ranked.c.rn == 1).subquery("last_transition")
 
     # Each run in the week with its state at the week's end.
     end_date = sa.case((ended, run.c.end_date))
@@ -193,19 +181,14 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
             run.c.workflow_id,
             run.c.business_date,
             run.c.begin_date,
-            sa.case(
-                (ended, run.c.status),
-                (steps.c.has_error == 1, "ERROR"),
-                (steps.c.has_suspend == 1, "SUSPEND"),
-                else_="ACTIVE",
-            ).label("status"),
-            sa.case((ended, run.c.result_code), (steps.c.has_error == 1, steps.c.error_result)).label("result_code"),
+            sa.case((ended, run.c.status), (last_step.c.to_status == "SUSPEND", "SUSPEND"), else_="ACTIVE").label("status"),
+            sa.case((ended, run.c.result_code)).label("result_code"),
             sa.case((ended, sa.true()), else_=sa.false()).label("reached_end_state"),
             *(sa.case((ended, run.c[c])).label(c) for c in ("records_loaded", "matched_cnt", "suggested_cnt", "unmatched_cnt")),
             end_date.label("end_date"),
             minutes_between(run.c.begin_date, sa.func.coalesce(end_date, week_end)).label("duration_raw"),
         )
-        .select_from(run.outerjoin(steps, steps.c.run_id == run.c.run_id))
+        .select_from(run.outerjoin(last_step, last_step.c.run_id == run.c.run_id))
         .where(in_week)
         .subquery("runs_at_week_end")
     )
