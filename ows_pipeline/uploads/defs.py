@@ -31,7 +31,7 @@ def _process(context: dg.AssetExecutionContext, config: UploadConfig, warehouse:
     from ows_pipeline.uploads import registry
     from ows_pipeline.uploads.processing import process_upload
 
-    outcome = process_upload(warehouse.get_engine(), _landing(), config.upload_id, run_id=context.run_id)
+    outcome = process_upload(warehouse.get_engine(), _landing(), config.upload_id, run_id=context.run.run_id)
     for warning in outcome.warnings[:20]:
         context.log.warning(f"{outcome.file_name}: {warning.describe()}")
     metadata = {

@@ -202,18 +202,18 @@ def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_
     latest = latest_staged_as_of(conn, table_name)
     late = latest is not None and plan.as_of < latest
     details: dict = {"table": table_name, "as_of": plan.as_of, "late": late, "materialized": []}
+    dimension = DIMENSIONS.get(table_name)
     counts = None
-    if not late:
+    if dimension is None and not late:
         counts = staged_counts(conn, table_name, rows.clean, full)
+    if not late:
         load_staging(conn, table_name, rows.clean, batch_id, source.mode)
         details["materialized"].append(f"stg_{table_name}")
-    dimension = DIMENSIONS.get(table_name)
     if dimension is not None:
-        dim_counts = merge_dimension(conn, table_name, rows.clean, plan.as_of, batch_id, full=full)
-        if dim_counts is not None:
-            counts = dim_counts
-            details["materialized"].append(dimension)
-            details["dimension"] = dimension
+        counts = merge_dimension(conn, table_name, rows.clean, plan.as_of, batch_id, full=full,
+                                 source_file=source_file)
+        details["materialized"].append(dimension)
+        details["dimension"] = dimension
     if counts is None:
         counts = KeyCounts(unchanged=0)
         details["note"] = "older than the staged data and no dimension to slot it into: nothing changed"
@@ -236,10 +236,81 @@ def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_
     return counts, details
 
 
-def merge_dimension(conn, table_name: str, clean, as_of: dt.datetime, batch_id: str, *, full: bool) -> Optional[KeyCounts]:
-    """Merge the export into its SCD2 dimension at `as_of`; None while no SCD2 merge is available."""
-    try:
-        from ows_pipeline.dimensions import scd2
-    except ImportError:
-        return None
-    raise NotImplementedError(scd2)
+def with_project_metadata(conn: sa.Connection, frame):
+    """Project rows with business unit, cost centre and owner from `ref_project_metadata` where it has them."""
+    import pandas as pd
+
+    from ows_pipeline.uploads.tables import ref_project_metadata as ref
+
+    columns = ("business_unit", "cost_centre", "owner")
+    found = pd.DataFrame(
+        conn.execute(sa.select(ref.c.project_code, *(ref.c[c] for c in columns))).all(),
+        columns=["project_code", *columns],
+        dtype=object,
+    )
+    out = frame.copy()
+    if "cost_centre" not in out.columns:
+        out["cost_centre"] = pd.Series([None] * len(out), dtype=object, index=out.index)
+    if len(found) == 0 or len(out) == 0:
+        return out
+    joined = out[["project_code"]].merge(found, on="project_code", how="left")
+    for column in columns:
+        overlay = joined[column].to_numpy(dtype=object)
+        keep = pd.isna(overlay)
+        current = out[column].astype(object).to_numpy()
+        out[column] = pd.Series([c if k else o for c, o, k in zip(current, overlay, keep)], index=out.index,
+                                dtype=out[column].dtype if column != "cost_centre" else object)
+    return out
+
+
+def dimension_counts(conn: sa.Connection, spec, frame, as_of: dt.datetime, *, full: bool) -> KeyCounts:
+    """Keys of the batch against the dimension's state at `as_of` (before merging): new, changed, same, removed."""
+    from ows_pipeline.dimensions.scd2 import row_hashes
+
+    dim = spec.table
+    key = spec.natural_key
+    at = sa.bindparam("at", as_of, type_=dim.c.valid_from.type)
+    state = {
+        tuple(r[:-2]): (r[-2], r[-1])
+        for r in conn.execute(
+            sa.select(*(dim.c[k] for k in key), dim.c.row_hash, dim.c.is_deleted).where(
+                dim.c.valid_from <= at, sa.or_(dim.c.valid_to.is_(None), dim.c.valid_to > at)
+            )
+        )
+    }
+    live = {k: h for k, (h, deleted) in state.items() if not deleted}
+    hashes = row_hashes(frame, spec.tracked)
+    keys = list(zip(*(frame[k].astype(object).map(lambda v: None if pd_isna(v) else int(v)) for k in key)))
+    new = changed = unchanged = 0
+    for k, h in zip(keys, hashes):
+        if k not in live:
+            new += 1
+        elif live[k] != h:
+            changed += 1
+        else:
+            unchanged += 1
+    removed = len(set(live) - set(keys)) if full else 0
+    return KeyCounts(new=new, changed=changed, unchanged=unchanged, removed=removed)
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+def merge_dimension(conn, table_name: str, clean, as_of: dt.datetime, batch_id: str, *, full: bool,
+                    source_file: str) -> KeyCounts:
+    """Merge the export into its SCD2 dimension at `as_of`, in the caller's transaction; count the keys."""
+    from ows_pipeline.dimensions.scd2 import merge_scd2
+    from ows_pipeline.dimensions.tables import DIMENSIONS as SPECS
+
+    spec = SPECS[DIMENSIONS[table_name]]
+    rows = with_project_metadata(conn, clean) if table_name == "ows_project" else clean
+    counts = dimension_counts(conn, spec, rows, as_of, full=full)
+    merge_scd2(
+        conn, spec, rows, as_of, full=full, batch_id=batch_id, on_duplicate="fail",
+        source_file=source_file, asset_key=spec.asset_key, record_etl_batch=False,
+        source=source_file,
+    )
+    return counts
