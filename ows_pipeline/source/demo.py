@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlalchemy as sa
 
-from ows_pipeline.source import schema
+from ows_pipeline.source import schema as source_schema
 from ows_pipeline.source.demo_reference import DAY, WEEK, build_reference
 from ows_pipeline.source.demo_runs import DayRuns, project_runs, project_steps, simulate_day, STATUSES, RESULT_CODES
 from ows_pipeline.warehouse.bulk import insert_rows
@@ -29,6 +29,8 @@ UTC = dt.timezone.utc
 GENERATOR_VERSION = "1"
 
 DEFAULTS = {"seed": 42, "projects": 8, "feeds_per_project": 7, "workflows_per_project": 5, "runs_per_day": 400, "weeks": 12}
+
+FAST_DIALECTS = ("sqlite", "postgresql")  # take pre-formatted strings; others get datetime objects
 
 state_metadata = sa.MetaData()
 ows_demo_state = sa.Table(
@@ -40,13 +42,13 @@ ows_demo_state = sa.Table(
     sa.Column("feeds_per_project", sa.Integer, nullable=False),
     sa.Column("workflows_per_project", sa.Integer, nullable=False),
     sa.Column("runs_per_day", sa.Integer, nullable=False),
-    sa.Column("history_start", schema.TS, nullable=False),
-    sa.Column("as_of", schema.TS, nullable=False),
+    sa.Column("history_start", source_schema.TS, nullable=False),
+    sa.Column("as_of", source_schema.TS, nullable=False),
 )
 
-_RUN_COLUMNS = [c.name for c in schema.ows_workflow_run.columns]
-_STEP_COLUMNS = [c.name for c in schema.ows_run_step_status.columns]
-_HISTORY_COLUMNS = [c.name for c in schema.ows_run_step_history.columns]
+_RUN_COLUMNS = [c.name for c in source_schema.ows_workflow_run.columns]
+_STEP_COLUMNS = [c.name for c in source_schema.ows_run_step_status.columns]
+_HISTORY_COLUMNS = [c.name for c in source_schema.ows_run_step_history.columns]
 
 
 class DemoSourceError(ValueError):
@@ -166,7 +168,15 @@ def generate_demo(
     engine = _with_schema(demo_engine(url), schema)
     try:
         _recreate_tables(engine, schema)
+        # secondary indexes are built once at the end: faster than maintaining them row by row
+        indexes = [ix for t in source_schema.metadata.sorted_tables for ix in t.indexes]
+        with engine.begin() as conn:
+            for index in indexes:
+                index.drop(conn)
         written = _write(engine, params, _seconds(as_of_dt), previous=None, progress=progress)
+        with engine.begin() as conn:
+            for index in indexes:
+                index.create(conn)
         with engine.begin() as conn:
             conn.execute(ows_demo_state.delete())
             conn.execute(sa.insert(ows_demo_state), [_state_row(params, as_of_dt)])
@@ -214,16 +224,16 @@ def _with_schema(engine: sa.Engine, schema_name: str | None) -> sa.Engine:
 def _recreate_tables(engine: sa.Engine, schema_name: str | None) -> None:
     inspector = sa.inspect(engine)
     existing = set(inspector.get_table_names(schema=schema_name))
-    ows_tables = {t.name for t in schema.metadata.sorted_tables}
+    ows_tables = {t.name for t in source_schema.metadata.sorted_tables}
     if existing & ows_tables and ows_demo_state.name not in existing:
         raise DemoSourceError(
             f"{_display(str(engine.url))} already holds OWS tables ({', '.join(sorted(existing & ows_tables))}) "
             "that the demo generator did not create; refusing to replace them. Point --url at another database."
         )
     with engine.begin() as conn:
-        schema.metadata.drop_all(conn)
+        source_schema.metadata.drop_all(conn)
         state_metadata.drop_all(conn)
-        schema.metadata.create_all(conn)
+        source_schema.metadata.create_all(conn)
         state_metadata.create_all(conn)
 
 
@@ -265,7 +275,7 @@ def _read_state(engine: sa.Engine, url: str) -> tuple[DemoParams, int]:
 def _row_counts(engine: sa.Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {
-            t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in schema.metadata.sorted_tables
+            t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in source_schema.metadata.sorted_tables
         }
 
 
@@ -278,7 +288,7 @@ class _Values:
 
     def __init__(self, dialect: str):
         self.dialect = dialect
-        self.fast = dialect in ("sqlite", "postgresql")
+        self.fast = dialect in FAST_DIALECTS
         suffix = ".000000" if dialect == "sqlite" else "+00"
         self._suffix = np.frombuffer(suffix.encode(), dtype=np.uint8)
         self._sep = ord(" ")
@@ -361,15 +371,36 @@ class _SimpleProgress:
         sys.stderr.write("\n")
 
 
+class DaySimulator:
+    """Simulates the business days of a demo source in order, numbering runs as it goes."""
+
+    def __init__(self, params: DemoParams, until: int):
+        self.params = params
+        self.ref = build_reference(
+            params.seed, params.projects, params.feeds_per_project, params.workflows_per_project,
+            params.history_start, until,
+        )
+        self.versions = self.ref.version_arrays()
+        self.subjects = {sid: subject for v in self.ref.versions for sid, subject in zip(v.step_ids, v.subjects)}
+        self.next_run_id = 1
+
+    def day(self, day: int) -> DayRuns:
+        """The runs of business `day` (days since the epoch); days must come in order from the start."""
+        ref = self.ref
+        runs = simulate_day(
+            self.params.seed, day, self.params.runs_per_day, self.next_run_id, self.versions, ref.code_names,
+            ref.code_weights, ref.code_volume, ref.code_risk, self.subjects, len(ref.users),
+        )
+        self.next_run_id += len(runs.run_id)
+        return runs
+
+
 def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | None, progress: bool) -> dict[str, int]:
     """Write the source as of `as_of`; with `previous`, only what changed since that as-of."""
-    ref = build_reference(
-        params.seed, params.projects, params.feeds_per_project, params.workflows_per_project, params.history_start, as_of
-    )
-    versions = ref.version_arrays()
-    subjects = {sid: subject for v in ref.versions for sid, subject in zip(v.step_ids, v.subjects)}
+    simulator = DaySimulator(params, as_of)
+    ref = simulator.ref
     values = _Values(engine.dialect.name)
-    written = {t.name: 0 for t in schema.metadata.sorted_tables}
+    written = {t.name: 0 for t in source_schema.metadata.sorted_tables}
     first_day = params.history_start // DAY
     last_day = as_of // DAY
     bar = _progress_bar(max(0, last_day - first_day + 1), progress, "OWS demo source")
@@ -391,14 +422,9 @@ def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | No
                 conn.execute(ows_demo_state.update().values(as_of=_datetime(as_of)))
 
         history = _HistoryClock()
-        next_run_id = 1
         runs_total = 0
         for day in range(first_day, last_day + 1):
-            runs = simulate_day(
-                params.seed, day, params.runs_per_day, next_run_id, versions, ref.code_names, ref.code_weights,
-                ref.code_volume, ref.code_risk, subjects, len(ref.users),
-            )
-            next_run_id += len(runs.run_id)
+            runs = simulator.day(day)
             released = history.add(runs, release_before=(day + 1) * DAY)
             with transaction() as conn:
                 if previous is None:
@@ -419,7 +445,7 @@ def _write_reference(conn, ref, as_of: int, previous: int | None, written: dict)
     """Reference tables as of `as_of`; with `previous`, delete, update and insert the differences."""
     now = ref.tables_at(as_of)
     before = ref.tables_at(previous) if previous is not None else {name: [] for name in now}
-    for table in schema.metadata.sorted_tables:
+    for table in source_schema.metadata.sorted_tables:
         if table.name not in now:
             continue
         key = table.primary_key.columns.values()[0]
@@ -504,10 +530,10 @@ def _insert_day(conn, runs: DayRuns, as_of: int, values: _Values, users: list[st
     step_view = project_steps(runs, as_of, users)
     all_runs = np.arange(len(run_view.index))
     written["ows_workflow_run"] += insert_rows(
-        conn, schema.ows_workflow_run, _RUN_COLUMNS, _run_rows(runs, run_view, all_runs, values)
+        conn, source_schema.ows_workflow_run, _RUN_COLUMNS, _run_rows(runs, run_view, all_runs, values)
     )
     written["ows_run_step_status"] += insert_rows(
-        conn, schema.ows_run_step_status, _STEP_COLUMNS, _step_rows(runs, step_view, np.arange(len(step_view.cell)), values)
+        conn, source_schema.ows_run_step_status, _STEP_COLUMNS, _step_rows(runs, step_view, np.arange(len(step_view.cell)), values)
     )
     return len(all_runs)
 
@@ -532,7 +558,7 @@ def _advance_day(conn, runs: DayRuns, previous: int, as_of: int, values: _Values
     changed_cell = cell_existed & (old_cell_lud[new_steps.cell] != new_steps.last_update)
     step_picks = np.flatnonzero(~cell_existed | changed_cell)
 
-    run_table, step_table = schema.ows_workflow_run, schema.ows_run_step_status
+    run_table, step_table = source_schema.ows_workflow_run, source_schema.ows_run_step_status
     for chunk in _chunks(runs.run_id[new_runs.index[changed_run]].tolist(), 500):
         conn.execute(run_table.delete().where(run_table.c.run_id.in_(chunk)))
     changed_cells = new_steps.cell[changed_cell]
@@ -596,7 +622,7 @@ def _insert_history(conn, released: dict, previous: int | None, as_of: int, valu
     users_array = np.array(users + ["WFENGINE"], dtype=object)
     written["ows_run_step_history"] += insert_rows(
         conn,
-        schema.ows_run_step_history,
+        source_schema.ows_run_step_history,
         _HISTORY_COLUMNS,
         list(
             zip(

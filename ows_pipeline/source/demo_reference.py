@@ -369,16 +369,29 @@ def _weekly_changes(seed, ref, start, until, current, codes, make_version, spare
     active.update({("m", t.key): True for t in ref.match_processes})
     present = {("c", i): True for i in range(len(spare_couples))}
     present.update({("s", i): True for i in range(len(spare_projects))})
-    spare_keys = {t.key for _, owned in spare_projects for t in owned} | {
-        t.key for couple in spare_couples for t in couple
-    }
+    spare = {id(t) for _, owned in spare_projects for t in owned} | {id(t) for couple in spare_couples for t in couple}
+    # week of the last change of state: nothing stays inactive more than 4 weeks; spare rows are
+    # deleted after at most 6 weeks and come back after at most 3
+    phase = _rng(seed, _SETUP, 3)
+    since = {key: -int(phase.integers(0, 4)) for key in list(active) + list(present)}
+
+    def flip(key, rng, week, p_leave_on, p_leave_off, max_on, max_off) -> bool:
+        state = active[key] if key in active else present[key]
+        due = week - since[key] >= (max_on if state else max_off)
+        if due or rng.random() < (p_leave_on if state else p_leave_off):
+            since[key] = week
+            if key in active:
+                active[key] = not state
+            else:
+                present[key] = not state
+            return True
+        return False
 
     def moment(rng: np.random.Generator, week: int) -> int:
         return start + week * WEEK + int(rng.integers(0, WEEK))
 
     def toggle_active(kind: str, timeline: Timeline, rng, week, p_off, p_on) -> None:
-        if rng.random() < (p_off if active[(kind, timeline.key)] else p_on):
-            active[(kind, timeline.key)] = not active[(kind, timeline.key)]
+        if flip((kind, timeline.key), rng, week, p_off, p_on, 10**9, 4):
             timeline.change(moment(rng, week), active_flag="Y" if active[(kind, timeline.key)] else "N")
 
     for week in range(last_week + 1):
@@ -390,7 +403,7 @@ def _weekly_changes(seed, ref, start, until, current, codes, make_version, spare
                 project.change(moment(rng, week), business_unit=_BUSINESS_UNITS[int(rng.integers(len(_BUSINESS_UNITS)))])
             toggle_active("p", project, rng, week, 0.006, 0.35)
         for feed in ref.feeds:
-            if feed.key in spare_keys:
+            if id(feed) in spare:
                 continue
             rng = _rng(seed, _FEED, feed.key, week)
             if rng.random() < 0.04:
@@ -399,7 +412,7 @@ def _weekly_changes(seed, ref, start, until, current, codes, make_version, spare
                 feed.change(moment(rng, week), feed_name=feed.base["feed_name"] + " (new layout)")
             toggle_active("f", feed, rng, week, 0.01, 0.3)
         for process in ref.match_processes:
-            if process.key in spare_keys:
+            if id(process) in spare:
                 continue
             rng = _rng(seed, _MATCH, process.key, week)
             if rng.random() < 0.04:
@@ -410,8 +423,7 @@ def _weekly_changes(seed, ref, start, until, current, codes, make_version, spare
         # spare feeds and their match process come and go together
         for i, (feed, process) in enumerate(spare_couples):
             rng = _rng(seed, _FEED, 1_000_000 + i, week)
-            if rng.random() < (0.15 if present[("c", i)] else 0.35):
-                present[("c", i)] = not present[("c", i)]
+            if flip(("c", i), rng, week, 0.15, 0.35, 6, 3):
                 at = moment(rng, week)
                 if present[("c", i)] and rng.random() < 0.5:  # re-appears with a new schedule
                     feed.change(at, _deleted=False, expected_schedule=_SCHEDULES[int(rng.integers(len(_SCHEDULES)))])
@@ -423,13 +435,12 @@ def _weekly_changes(seed, ref, start, until, current, codes, make_version, spare
         # spare projects (no workflows) are deleted and restored with everything they own
         for i, (project, owned) in enumerate(spare_projects):
             rng = _rng(seed, _PROJECT, 1_000_000 + i, week)
-            if rng.random() < (0.12 if present[("s", i)] else 0.3):
-                present[("s", i)] = not present[("s", i)]
+            if flip(("s", i), rng, week, 0.12, 0.3, 6, 3):
                 at = moment(rng, week)
                 for timeline in (project, *owned):
                     timeline.change(at, _deleted=not present[("s", i)])
             elif present[("s", i)]:
-                toggle_active("p", project, rng, week, 0.05, 0.4)
+                toggle_active("p", project, rng, week, 0.1, 0.4)
         # workflows: renames and new versions (which may add or drop steps)
         for code_index in range(len(codes)):
             rng = _rng(seed, _WORKFLOW, code_index, week)

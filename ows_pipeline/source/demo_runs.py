@@ -68,7 +68,7 @@ _TIMEOUT = np.zeros(7)
 _TIMEOUT[WAITING] = 4 * 3600
 _TIMEOUT[NOTIFIED] = 24 * 3600
 _TIMEOUT[SUSPEND] = 48 * 3600
-MAX_RUN_DAYS = 4  # no run lasts longer (waits are capped), reruns included
+
 _MAX_WAIT = 30 * 3600
 
 ERRORS = {
@@ -214,7 +214,7 @@ def simulate_runs(
     suggested = np.minimum(suggested, loaded - unmatched).astype(np.int64)
     ignored = np.minimum(np.floor(loaded * 0.01 * u_run[:, 5]), loaded - unmatched - suggested).astype(np.int64)
     matched = loaded - unmatched - suggested - ignored
-    late = np.where(u_run[:, 6] < 0.004, 180 + (u_run[:, 7] * 720).astype(np.int64), 0)
+    late = np.where(u_run[:, 6] < 0.02, 180 + (u_run[:, 7] * 720).astype(np.int64), 0)
 
     # transitions, cell by cell
     flat_count = count.ravel()
