@@ -91,3 +91,26 @@ def test_sensor_survives_an_unusable_file_and_keeps_going(landing_env):
         result = _evaluate(instance, warehouse, first.cursor)
     assert [r.tags["ows/upload_file"] for r in result.run_requests] == ["ok.csv"]
     assert os.path.lexists(landing / "rejected" / "feed_sla" / "pipe.csv")
+
+
+def test_export_job_reports_the_tables_it_changed(landing_env):
+    landing, warehouse = landing_env
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = _evaluate(instance, warehouse)
+        (landing / "ows_export" / "ows_project_2026-11-01.csv").write_text(
+            "project_id,project_code,project_name,business_unit,owner,active_flag,created_at,updated_at\n"
+            "1,P1,One,Treasury,ann,Y,2025-01-01 00:00:00,2026-10-01 00:00:00\n"
+        )
+        (request,) = _evaluate(instance, warehouse, first.cursor).run_requests
+        assert request.job_name == KIND_JOBS["ows_export"]
+        bound = dg.Definitions.merge(upload_defs, dg.Definitions(resources={"warehouse": warehouse}))
+        run = bound.resolve_job_def(request.job_name).execute_in_process(
+            run_config=request.run_config, instance=instance
+        )
+        assert run.success
+        materializations = {
+            m.asset_key.to_user_string(): m for m in run.asset_materializations_for_node("ows_export_upload")
+        }
+        assert set(materializations) == {"ows_export_upload", "stg_ows_project", "dim_project"}
+        metadata = materializations["ows_export_upload"].metadata
+        assert metadata["keys_new"].value == 1 and metadata["table"].value == "ows_project"
