@@ -1,0 +1,192 @@
+"""Benchmark: the weekly workbook for a large weekly snapshot, against `DataFrame.to_excel`.
+
+    .venv/bin/python benchmarks/report.py                      # 20,000 rows, 3 runs each
+    .venv/bin/python benchmarks/report.py --rows 1000000 --repeat 1
+
+The warehouse (SQLite by default, `--warehouse-url` for PostgreSQL) gets one week of
+`fct_workflow_run_weekly` with `--rows` runs of distinct workflows, so the Latest snapshot
+sheet has `--rows` rows. Each measurement runs in a fresh process; peak RSS is that
+process's maximum resident set size (os.wait4).
+
+- ows_weekly_report: `build_weekly_report`, the whole workbook (all five sheets, charts,
+  tables), reading from the warehouse; the time includes the queries.
+- baseline: the same Latest snapshot rows already in a DataFrame, then
+  `df.to_excel(path, index=False)` with pandas' default engine (openpyxl here); the time
+  counts `to_excel` only, the peak RSS the whole process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WEEK = "2026-11-15"
+TIMEZONE = "Europe/London"
+
+
+def fill(url: str, rows: int) -> None:
+    """One week of `rows` runs, each of its own workflow, plus 11 small earlier weeks for the trend."""
+    import sqlalchemy as sa
+
+    from ows_pipeline.resources import WarehouseResource
+    from ows_pipeline.warehouse.bulk import insert_rows
+
+    engine = WarehouseResource(url=url).get_engine()
+    table = sa.Table("fct_workflow_run_weekly", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(table))
+    utc = dt.timezone.utc
+    start = dt.date.fromisoformat(WEEK)
+    statuses = [("COMPLETE", "MATCHED", True, False, False), ("COMPLETE", "BREAKS", True, False, True),
+                ("ERROR", "#EXCEPTION", True, True, False), ("ACTIVE", None, False, False, False),
+                ("COMPLETE", "PARTIAL", True, False, False), ("COMPLETE", "MATCHED", True, False, False)]
+    names = [c.name for c in table.columns]
+
+    def make(week_start: dt.date, n: int):
+        week_end = dt.datetime.combine(week_start + dt.timedelta(days=7), dt.time(), utc)
+        for i in range(n):
+            status, result, reached, failed, brk = statuses[i % len(statuses)]
+            begin = dt.datetime.combine(week_start, dt.time(), utc) + dt.timedelta(minutes=i % 9000)
+            values = dict(
+                week_start=week_start, week_end=week_end, run_id=i, run_key=f"R{i:08d}", parent_run_id=None,
+                workflow_id=i, workflow_code=f"WF{i:07d}", workflow_version=1 + i % 3,
+                workflow_name=f"Daily reconciliation {i % 5000}", project_id=i % 40,
+                project_code=f"PRJ{i % 40:02d}", project_name=f"Project {i % 40}", feed_id=i % 4000,
+                feed_code=f"FEED{i % 4000:04d}", feed_name=f"Feed {i % 4000}", match_process_id=i % 2000,
+                process_code=f"MP{i % 2000:04d}", process_name=f"Match {i % 2000}",
+                business_date=week_start + dt.timedelta(days=1 + i % 5), status=status, result_code=result,
+                reached_end_state=reached, is_failed=failed, is_break=brk, records_loaded=1000 + i % 777,
+                matched_cnt=900 + i % 50, suggested_cnt=i % 7, unmatched_cnt=i % 60, begin_date=begin,
+                end_date=begin + dt.timedelta(minutes=30 + i % 90) if reached else None,
+                duration_minutes=30.0 + i % 90 if reached else None, sla_minutes=120,
+                sla_breached=(i % 97 == 0), project_sk=i % 40, feed_sk=i % 4000, match_process_sk=i % 2000,
+                workflow_sk=i, batch_id="bench",
+            )
+            yield tuple(values.get(c) for c in names)
+
+    batches = [(start, rows)] + [(start - dt.timedelta(days=7 * k), 1000) for k in range(1, 12)]
+    for week_start, n in batches:
+        chunk = []
+        for row in make(week_start, n):
+            chunk.append(row)
+            if len(chunk) == 50_000:
+                with engine.begin() as conn:
+                    insert_rows(conn, table, names, chunk)
+                chunk = []
+        if chunk:
+            with engine.begin() as conn:
+                insert_rows(conn, table, names, chunk)
+
+
+def child(mode: str, url: str, out: str) -> None:
+    """Runs in its own process: writes one workbook and prints the seconds it took."""
+    import sqlalchemy as sa
+
+    from ows_pipeline.reports import queries
+    from ows_pipeline.reports.weekly_report import ReportWeek, build_weekly_report
+
+    engine = sa.create_engine(url)
+    week = ReportWeek.from_key(WEEK, TIMEZONE)
+    if mode == "ours":
+        started = time.perf_counter()
+        result = build_weekly_report(engine, week, Path(out))
+        seconds = time.perf_counter() - started
+        rows = sum(n for name, n in result.sheet_rows.items() if name.startswith("Latest snapshot"))
+    else:
+        import pandas as pd
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(TIMEZONE)
+        with engine.connect() as conn:
+            fct = queries.fact_table(conn)
+            data = list(queries.latest_snapshot(conn, fct, week.start_date))
+        columns = [h for h, _, _ in queries.SNAPSHOT_COLUMNS] + [queries.FLAG_COLUMN]
+        frame = pd.DataFrame(data, columns=columns)
+        del data
+        for name, _, kind in queries.SNAPSHOT_COLUMNS:  # Excel cannot hold tz-aware values: to_excel would raise
+            if kind == "datetime":
+                frame[name] = pd.to_datetime(frame[name], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+        started = time.perf_counter()
+        frame.to_excel(out, sheet_name="Latest snapshot", index=False)
+        seconds = time.perf_counter() - started
+        rows = len(frame)
+    print(json.dumps({"seconds": seconds, "rows": rows, "size": os.path.getsize(out)}))
+
+
+def measure(mode: str, url: str, folder: Path) -> dict:
+    out = folder / f"{mode}.xlsx"
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", mode, "--warehouse-url", url, "--out", str(out)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} run failed with exit code {proc.returncode}")
+    result = json.loads(output.strip().splitlines()[-1])
+    result["peak_rss_mib"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    out.unlink(missing_ok=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000, help="runs in the week (issue: 1,000,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each writer; the median is shown")
+    parser.add_argument("--warehouse-url", default=None, help="default: a SQLite file in a temporary folder")
+    parser.add_argument("--child", choices=["ours", "baseline", "fill"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "fill":
+        fill(args.warehouse_url, args.rows)
+        return
+    if args.child:
+        child(args.child, args.warehouse_url, args.out)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="ows_bench_report_") as tmp:
+        folder = Path(tmp)
+        url = args.warehouse_url or f"sqlite:///{folder / 'warehouse.db'}"
+        started = time.perf_counter()
+        # In its own process: a forked child starts with the parent's resident pages, which would
+        # count in its peak RSS.
+        subprocess.run([sys.executable, __file__, "--child", "fill", "--rows", str(args.rows), "--warehouse-url", url],
+                       check=True, cwd=ROOT)
+        print(f"warehouse filled with {args.rows:,} snapshot rows in {time.perf_counter() - started:.1f} s")
+        runs: dict[str, list[dict]] = {"baseline": [], "ours": []}
+        for _ in range(args.repeat):
+            for mode in ("baseline", "ours"):  # interleaved, so noise hits both alike
+                runs[mode].append(measure(mode, url, folder))
+                r = runs[mode][-1]
+                print(f"  {mode:<9} {r['seconds']:8.1f} s  {r['peak_rss_mib']:8.0f} MiB  {r['size'] / 2**20:7.1f} MiB file")
+
+    base_s = statistics.median(r["seconds"] for r in runs["baseline"])
+    base_m = statistics.median(r["peak_rss_mib"] for r in runs["baseline"])
+    print()
+    print(f"rows: {args.rows:,}   runs: {args.repeat} (median)   machine: {os.cpu_count()} cores")
+    print(f"{'writer':<44} {'time s':>8} {'x base':>7} {'peak MiB':>9} {'x base':>7}")
+    for mode, label in (("baseline", "DataFrame.to_excel (openpyxl), snapshot only"),
+                        ("ours", "ows_weekly_report, all sheets")):
+        s = statistics.median(r["seconds"] for r in runs[mode])
+        m = statistics.median(r["peak_rss_mib"] for r in runs[mode])
+        print(f"{label:<44} {s:8.1f} {s / base_s:7.2f} {m:9.0f} {m / base_m:7.2f}")
+    ours_s = statistics.median(r["seconds"] for r in runs["ours"]) / base_s
+    ours_m = statistics.median(r["peak_rss_mib"] for r in runs["ours"]) / base_m
+    print(f"targets: time <= 1.00x ({'met' if ours_s <= 1 else 'MISSED'}), "
+          f"peak RSS <= 0.25x ({'met' if ours_m <= 0.25 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
