@@ -260,7 +260,9 @@ def _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, not
         sheet.write(row, 2, n, "int")
         row += 1
 
-    # Data behind the charts.
+    # Data behind the charts, below them so that nothing is hidden.
+    row = max(row + 1, 41)
+    sheet.write(row, 1, "Chart data", style="bold")
     row += 1
     trend_top = row
     sheet.write_row(row, 1, ["Week", "Runs", "Completed", "Failed", "Breaks"], style="header")
