@@ -225,3 +225,15 @@ def test_reference_upload_on_postgresql(tmp_path, pg_url):
         errors = conn.execute(sa.select(data_errors.c.row_number, data_errors.c.rule)
                               .where(data_errors.c.source_file == "bad.csv")).all()
     assert errors == [(3, "duplicate_key")]
+
+
+def test_a_file_removed_before_its_run_fails_clearly(landing):
+    from ows_pipeline.uploads.processing import UploadNotFound
+
+    path = landing.drop("feed_sla", "sla.csv", _sla("A,07:00,30,Ops,"))
+    (request,) = landing.tick().requests
+    path.unlink()
+    with pytest.raises(UploadNotFound, match="no longer in the landing folder"):
+        process_upload(landing.engine, landing.folder, request.upload_id, limits=LIMITS)
+    (entry,) = landing.rows(upload_registry)
+    assert entry.status == "REJECTED" and "removed" in entry.error_summary

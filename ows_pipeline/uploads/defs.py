@@ -7,6 +7,7 @@ import dagster as dg
 from ows_pipeline.resources import WarehouseResource
 
 GROUP = "ows_uploads"
+POOL = "ows_uploads"  # limit it to 1 in the instance to load uploads one at a time, in arrival order
 KIND_JOBS = {
     "feed_sla": "ows_upload_feed_sla_job",
     "project_metadata": "ows_upload_project_metadata_job",
@@ -70,6 +71,7 @@ def _process(context: dg.AssetExecutionContext, config: UploadConfig, warehouse:
 
 @dg.asset(
     group_name=GROUP,
+    pool=POOL,
     kinds={"csv", "excel", "sql"},
     description="Feed SLA reference list (expected arrival time, SLA minutes, owner team, escalation "
     "contact per feed code), replaced by each accepted upload in the landing folder's feed_sla/. "
@@ -82,6 +84,7 @@ def ref_feed_sla(context: dg.AssetExecutionContext, config: UploadConfig, wareho
 
 @dg.asset(
     group_name=GROUP,
+    pool=POOL,
     kinds={"csv", "excel", "sql"},
     description="Project metadata (business unit, cost centre, owner per project code), joined into "
     "dim_project; replaced by each accepted upload in the landing folder's project_metadata/. "
@@ -94,6 +97,7 @@ def ref_project_metadata(context: dg.AssetExecutionContext, config: UploadConfig
 
 @dg.asset(
     group_name=GROUP,
+    pool=POOL,
     kinds={"csv", "excel", "sql"},
     description="A manual export of one OWS table (landing folder's ows_export/, named like "
     "ows_feed_2026-11-01.csv), loaded through the same staging validation and SCD2 history as a "

@@ -203,6 +203,11 @@ def process_upload(
     try:
         data = read_upload(path, limits.max_bytes)
     except FileNotFoundError:
+        with engine.begin() as conn:
+            registry.update(
+                conn, upload_id, status=registry.REJECTED, run_id=run_id, processed_at=registry.utc_now(),
+                error_summary="the file was removed from the landing folder before it was processed",
+            )
         raise UploadNotFound(
             f"{upload.current_path} (upload {upload_id}) is no longer in the landing folder {landing.root}; "
             "it was moved or deleted by hand. Drop the file again to upload it."
