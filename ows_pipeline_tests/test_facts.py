@@ -202,3 +202,30 @@ def test_snapshot_sql_compiles_for_oracle():
     sql = str(sa.insert(fct).from_select([c.name for c in fct.columns], select).compile(dialect=oracle.dialect()))
     assert "row_number() over" in sql.lower() and "AS DATE)) * 1440" in sql and "EPOCH" not in sql and "LIMIT" not in sql
     assert "CAST(:param_2 AS TIMESTAMP WITH TIME ZONE)" in sql
+
+
+def test_asset_materializes_a_week_with_metadata_and_a_dimension_key_check(sqlite_url):
+    import dagster as dg
+
+    from ows_pipeline.facts.defs import fct_workflow_run_weekly
+    from ows_pipeline.resources import WarehouseResource
+
+    engine = _engine(sqlite_url)
+    load_inputs_as_of(engine, LATER)
+    resources = {"warehouse": WarehouseResource(url=sqlite_url)}
+    result = dg.materialize([fct_workflow_run_weekly], partition_key=WEEK, resources=resources)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("fct_workflow_run_weekly")
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert materialization.partition == WEEK
+    assert (metadata["dagster/row_count"], metadata["ended"], metadata["open"], metadata["failed"]) == (7, 3, 4, 1)
+    assert "| PAY | 3 |" in metadata["preview"]
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+
+    with engine.begin() as conn:  # the cards workflow loses its dimension history
+        conn.execute(sa.text("DELETE FROM dim_workflow WHERE workflow_id = 20"))
+    result = dg.materialize([fct_workflow_run_weekly], partition_key=WEEK, resources=resources)
+    (check,) = result.get_asset_check_evaluations()
+    assert result.success and not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["rows_without_workflow_sk"].value == 4

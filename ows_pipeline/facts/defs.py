@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ows_pipeline.facts.weekly_snapshot import build_week, preview_rows, week_for_key, week_summary
+from ows_pipeline.facts.weekly_snapshot import build_week, preview_rows, unresolved_keys, week_for_key, week_summary
 from ows_pipeline.partitions import weekly_partitions
 from ows_pipeline.resources import WarehouseResource
 
@@ -18,6 +18,8 @@ SNAPSHOT_INPUTS = [
     dg.AssetKey("ref_feed_sla"),
 ]
 
+KEYS_CHECK = "dimension_keys_resolved"
+
 
 @dg.asset(
     name="fct_workflow_run_weekly",
@@ -28,6 +30,14 @@ SNAPSHOT_INPUTS = [
     kinds={"sql", "sqlite", "postgres"},
     owners=["team:data-engineering"],
     tags={"ows/layer": "fact"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            KEYS_CHECK,
+            asset="fct_workflow_run_weekly",
+            description="[WARN] Every run's project, feed, match process and workflow has a dimension version "
+            "valid at the week's end (else its names and surrogate keys stay empty).",
+        )
+    ],
 )
 def fct_workflow_run_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Weekly snapshot: one row per workflow run active or ended in the week, with its status and
@@ -46,13 +56,21 @@ def fct_workflow_run_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
         )
     if not builds[-1].with_sla:
         context.log.info("ref_feed_sla does not exist: sla_minutes and sla_breached stay empty.")
-    if len(builds) > 1:
-        return dg.MaterializeResult(metadata=_range_metadata(builds))
-    week, built = weeks[0], builds[0]
     with engine.connect() as conn:
-        summary = week_summary(conn, week)
-        preview = preview_rows(conn, week)
+        missing = unresolved_keys(conn, weeks)
+        summary = week_summary(conn, weeks[0])
+        preview = preview_rows(conn, weeks[0])
+    keys_check = dg.AssetCheckResult(
+        check_name=KEYS_CHECK,
+        passed=not any(missing.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={f"rows_without_{name}": count for name, count in missing.items()},
+    )
+    if len(builds) > 1:
+        return dg.MaterializeResult(metadata=_range_metadata(builds), check_results=[keys_check])
+    week, built = weeks[0], builds[0]
     return dg.MaterializeResult(
+        check_results=[keys_check],
         metadata={
             "dagster/row_count": built.rows,
             "week_start_utc": dg.MetadataValue.timestamp(week.start_utc),

@@ -364,3 +364,21 @@ def preview_rows(conn: sa.Connection, week: Week, limit: int = 20) -> str:
             f"| {row.failed} | {row.breaks} | {row.sla_breached} |"
         )
     return "\n".join(lines)
+
+
+def unresolved_keys(conn: sa.Connection, weeks: list[Week]) -> dict[str, int]:
+    """Rows of `weeks` whose project, feed, match process or workflow had no dimension version at the week's end."""
+    starts = [w.start for w in weeks]
+
+    def missing(sk, natural_key):
+        return sa.func.sum(sa.case((sa.and_(natural_key.is_not(None), sk.is_(None)), 1), else_=0))
+
+    row = conn.execute(
+        sa.select(
+            missing(fct.c.project_sk, fct.c.project_id).label("project_sk"),
+            missing(fct.c.feed_sk, fct.c.feed_id).label("feed_sk"),
+            missing(fct.c.match_process_sk, fct.c.match_process_id).label("match_process_sk"),
+            missing(fct.c.workflow_sk, fct.c.workflow_id).label("workflow_sk"),
+        ).where(fct.c.week_start.in_(starts))
+    ).one()
+    return {name: int(value or 0) for name, value in row._mapping.items()}
