@@ -1,0 +1,192 @@
+"""End-to-end fixtures: a real Dagster deployment (webserver + daemon) on a PostgreSQL-backed instance.
+
+`dagster_stack` (session scope) creates two fresh PostgreSQL databases (the Dagster instance and
+the warehouse), a fresh DAGSTER_HOME holding the repository's own dagster.yaml and a fresh OWS_HOME
+with a demo source, starts `dagster-webserver` and `dagster-daemon` from the repository root and
+waits for `/server_info` and a loaded code location. Passwords are set for the warehouse and SMTP
+(trust authentication accepts them) so that tests can look for them where they must not appear.
+Failure notices go to a real SMTP server (aiosmtpd) whose inbox is `stack.inbox`.
+
+Nothing here is skipped under CI=true: a missing PostgreSQL or Chromium fails the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ows_pipeline_tests.conftest import IN_CI, create_pg_database, drop_pg_database
+from ows_pipeline_tests.e2e.stack import REPO_ROOT, VENV_BIN, DagsterStack, free_port, instance_env
+
+WAREHOUSE_PASSWORD = f"Wh-{uuid.uuid4().hex[:12]}-pw"
+SMTP_USER = "ows-notifier"
+SMTP_PASSWORD = f"Smtp-{uuid.uuid4().hex[:12]}-pw"
+SECRETS = (WAREHOUSE_PASSWORD, SMTP_PASSWORD)
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def require(condition: bool, message: str) -> None:
+    """Skip when `condition` fails; under CI=true, fail instead."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: nothing in the end-to-end suite may be skipped)")
+    pytest.skip(message)
+
+
+class Inbox:
+    """Messages received by the test SMTP server."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+def _smtp_authenticator(server, session, envelope, mechanism, auth_data):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == SMTP_USER and (
+        auth_data.password.decode() == SMTP_PASSWORD
+    )
+    # A failed AuthResult must say handled=False, or the client hangs until its timeout.
+    return AuthResult(success=ok, handled=False if not ok else True)
+
+
+def seed_source(source_url: str) -> None:
+    """A small OWS source: the demo generator when present, else a handful of rows."""
+    try:
+        from ows_pipeline.source import demo  # noqa: F401
+    except ImportError:
+        demo = None
+    if demo is not None and hasattr(demo, "seed_demo_source"):
+        demo.seed_demo_source(source_url)
+        return
+    from ows_pipeline.source import schema as s
+
+    engine = sa.create_engine(source_url)
+    s.metadata.create_all(engine)
+    t0 = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(s.ows_project.insert(), [
+            dict(project_id=1, project_code="CASH", project_name="Cash reconciliation", business_unit="OPS",
+                 owner="ops", active_flag="Y", created_at=t0, updated_at=t0)])
+        conn.execute(s.ows_feed.insert(), [
+            dict(feed_id=i, project_id=1, feed_code=f"F{i}", feed_name=f"Feed {i}", source_system="GL",
+                 side=side, expected_schedule="daily", active_flag="Y", created_at=t0, updated_at=t0)
+            for i, side in ((1, "SOURCE"), (2, "TARGET"))])
+        conn.execute(s.ows_match_process.insert(), [
+            dict(match_process_id=1, project_id=1, process_code="M1", process_name="Cash match", from_feed_id=1,
+                 to_feed_id=2, rule_set_version="1", position=1, active_flag="Y", created_at=t0, updated_at=t0)])
+        conn.execute(s.ows_workflow.insert(), [
+            dict(workflow_id=1, project_id=1, workflow_code="WF1", version=1, workflow_name="Daily cash",
+                 begin_date=t0, end_date=None, updated_at=t0)])
+        conn.execute(s.ows_workflow_step.insert(), [
+            dict(step_id=1, workflow_id=1, step_label="Load", step_type="LOAD", feed_id=1, match_process_id=None,
+                 seq=1, updated_at=t0)])
+        runs, statuses, history = [], [], []
+        for day in range(5):
+            begin = t0 + dt.timedelta(days=day)
+            end = begin + dt.timedelta(hours=2)
+            runs.append(dict(run_id=day + 1, workflow_id=1, run_key=f"WF1-{begin:%Y%m%d}", parent_run_id=None,
+                             business_date=begin.date(), status="COMPLETE", result_code="MATCHED",
+                             records_loaded=100, matched_cnt=98, suggested_cnt=1, unmatched_cnt=1,
+                             begin_date=begin, end_date=end, last_update_date=end))
+            statuses.append(dict(run_id=day + 1, step_id=1, activity_status="COMPLETE", result_code="MATCHED",
+                                 assigned_user=None, error_name=None, error_message=None, begin_date=begin,
+                                 end_date=end, last_update_date=end))
+            history.append(dict(hist_id=day + 1, run_id=day + 1, step_id=1, from_status="ACTIVE",
+                                to_status="COMPLETE", result_code="MATCHED", changed_at=end, changed_by="ows"))
+        conn.execute(s.ows_workflow_run.insert(), runs)
+        conn.execute(s.ows_run_step_status.insert(), statuses)
+        conn.execute(s.ows_run_step_history.insert(), history)
+    engine.dispose()
+
+
+def _stack_env(dagster_home: Path, ows_home: Path, instance_url: str, warehouse_url: str, smtp_port: int) -> dict:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("OWS_") and not k.startswith("OWS_TEST_")) and not k.startswith("DAGSTER_")
+    }
+    env.update(instance_env(instance_url))
+    env.update(
+        {
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+            "DAGSTER_HOME": str(dagster_home),
+            "OWS_HOME": str(ows_home),
+            "OWS_WAREHOUSE_URL": warehouse_url,
+            "OWS_WAREHOUSE_PASSWORD": WAREHOUSE_PASSWORD,
+            "OWS_SMTP_HOST": "127.0.0.1",
+            "OWS_SMTP_PORT": str(smtp_port),
+            "OWS_SMTP_USER": SMTP_USER,
+            "OWS_SMTP_PASSWORD": SMTP_PASSWORD,
+            "OWS_SMTP_STARTTLS": "false",
+            "OWS_REPORT_FROM": "ows@example.org",
+            "OWS_REPORT_RECIPIENTS": "ops@example.org",
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def dagster_stack(tmp_path_factory):
+    """A running dagster-webserver + dagster-daemon on a fresh PostgreSQL-backed instance."""
+    from aiosmtpd.controller import Controller
+
+    base = tmp_path_factory.mktemp("dagster_stack")
+    instance_url = create_pg_database("ows_e2e_instance")
+    warehouse_url = create_pg_database("ows_e2e_warehouse")
+    dagster_home = base / "dagster_home"
+    ows_home = base / "ows_home"
+    dagster_home.mkdir()
+    ows_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    seed_source(f"sqlite:///{ows_home / 'ows_source.db'}")
+
+    inbox = Inbox()
+    smtp_port = free_port()
+    smtp = Controller(
+        inbox, hostname="127.0.0.1", port=smtp_port, authenticator=_smtp_authenticator, auth_require_tls=False
+    )
+    smtp.start()
+    stack = DagsterStack(
+        port=free_port(),
+        dagster_home=dagster_home,
+        ows_home=ows_home,
+        instance_db_url=instance_url,
+        warehouse_url=warehouse_url,
+        env=_stack_env(dagster_home, ows_home, instance_url, warehouse_url, smtp_port),
+        log_dir=base / "logs",
+    )
+    stack.inbox = inbox
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        smtp.stop()
+        ARTIFACTS.mkdir(exist_ok=True)
+        for log in (base / "logs").glob("*.log"):
+            shutil.copy(log, ARTIFACTS / f"e2e-{log.name}")
+        drop_pg_database(instance_url)
+        drop_pg_database(warehouse_url)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    require(
+        Path(CHROMIUM).exists(),
+        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)",
+    )
+    return CHROMIUM
