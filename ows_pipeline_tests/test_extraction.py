@@ -171,3 +171,17 @@ def test_every_load_is_recorded_in_etl_batches(sqlite_url, sqlite_url_2):
     assert all(r.status == "SUCCESS" and r.rows_in == r.rows_loaded for r in rows)
     run_batch = next(r for r in rows if r.asset_key == "raw_ows_workflow_run")
     assert run_batch.rows_in == 10 and run_batch.watermark_to is not None
+
+
+def test_a_demo_source_runs_on_its_simulated_clock(sqlite_url, sqlite_url_2):
+    """The demo source stands at its as-of time: extracts and batch as-of times follow it, not the host clock."""
+    from ows_pipeline.source.demo import generate_demo
+
+    as_of = dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.timezone.utc)
+    generate_demo(sqlite_url, seed=7, projects=2, feeds_per_project=2, workflows_per_project=2, runs_per_day=10, weeks=2, as_of=as_of)
+    warehouse = _warehouse(sqlite_url_2)
+    result = extract_table(sa.create_engine(sqlite_url), warehouse, RUN, ExtractOptions(safety_delay=dt.timedelta(seconds=60)))
+    assert result.as_of == as_of - dt.timedelta(seconds=60)
+    assert result.rows_loaded > 0
+    full = extract_table(sa.create_engine(sqlite_url), warehouse, SOURCE_TABLES_BY_NAME["ows_project"])
+    assert full.as_of == as_of

@@ -61,9 +61,21 @@ class ExtractResult:
     columns: tuple[str, ...] = ()
 
 
+DEMO_STATE_TABLE = "ows_demo_state"
+
+
 def source_clock(conn: sa.Connection) -> dt.datetime:
-    """The source database's current time, as an aware UTC datetime."""
+    """The source database's current time, as an aware UTC datetime.
+
+    A demo source (`ows-pipeline demo-source`) simulates a database whose clock stands at its
+    as-of time, kept in `ows_demo_state`; that time is used instead of the server's.
+    """
     dialect = conn.dialect.name
+    if dialect != "oracle" and sa.inspect(conn).has_table(DEMO_STATE_TABLE):
+        as_of = sa.column("as_of", TS)
+        demo_now = conn.execute(sa.select(sa.func.max(as_of)).select_from(sa.table(DEMO_STATE_TABLE))).scalar()
+        if demo_now is not None:
+            return as_utc(demo_now)
     if dialect == "oracle":
         value = conn.exec_driver_sql("SELECT SYS_EXTRACT_UTC(SYSTIMESTAMP) FROM DUAL").scalar_one()
     elif dialect == "postgresql":
