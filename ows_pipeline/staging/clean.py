@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
 from ows_pipeline.staging.suites import CODE_COLUMNS, FLAG_COLUMNS
 
-_FLAGS = {"Y": True, "N": False, "TRUE": True, "FALSE": False}
+_FLAGS = {"Y": True, "N": False, "TRUE": True, "FALSE": False, "1": True, "0": False}
 
 
 class MissingColumnsError(ValueError):

@@ -36,7 +36,9 @@ RESULT_CODE_FORMAT = r"^#?[A-Z][A-Z0-9_]*$"
 
 RUN_STATUSES = ("ACTIVE", "COMPLETE", "ERROR", "SUSPEND")
 ACTIVITY_STATUSES = ("COMPLETE", "ACTIVE", "WAITING", "NOTIFIED", "SUSPEND", "DEFERRED", "ERROR")
-KNOWN_RESULT_CODES = ("MATCHED", "BREAKS", "PARTIAL", "#FORCE", "#EXCEPTION", "#TIMEOUT", "#NULL", "COMPLETE")
+# End states of runs and steps: matching outcomes, forced or failed ends, step outcomes.
+KNOWN_RESULT_CODES = ("MATCHED", "BREAKS", "PARTIAL", "NO_DATA", "#FORCE", "#EXCEPTION", "#TIMEOUT",
+                      "LOADED", "DONE", "APPROVED")
 STEP_TYPES = ("LOAD", "MATCH", "NOTICE", "FUNCTION")
 FEED_SIDES = ("SOURCE", "TARGET")
 
