@@ -353,6 +353,28 @@ def test_report_asset_writes_the_week_file_with_metadata_and_the_same_sha_twice(
     assert shas[0] == shas[1] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_report_lists_the_latest_asset_check_results(ows_home, tmp_path):
+    from ows_pipeline.reports.defs import ows_weekly_report
+    from ows_pipeline.resources import WarehouseResource
+
+    @dg.asset(name="stg_demo", check_specs=[dg.AssetCheckSpec("codes_not_null", asset="stg_demo")])
+    def stg_demo():
+        return dg.MaterializeResult(check_results=[
+            dg.AssetCheckResult(check_name="codes_not_null", passed=False, severity=dg.AssetCheckSeverity.WARN)
+        ])
+
+    warehouse = WarehouseResource(url=f"sqlite:///{tmp_path / 'wh.db'}")
+    standard_week(warehouse.get_engine())
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize([stg_demo], instance=instance).success
+        result = dg.materialize([ows_weekly_report, stg_demo], resources={"warehouse": warehouse}, instance=instance,
+                                partition_key=WEEK, selection=[ows_weekly_report.key])
+    assert result.success
+    sheet = load(ows_home / "reports" / f"ows_weekly_{WEEK}.xlsx")["Data quality"]
+    rows = [r[:4] for r in sheet.iter_rows(values_only=True)]
+    assert ("stg_demo", "codes_not_null", "failed", "WARN") in rows
+
+
 def test_email_asset_is_skipped_with_a_clear_message_when_smtp_is_not_configured(ows_home):
     from ows_pipeline.reports.defs import ows_weekly_report_email
     from ows_pipeline.resources import SmtpResource, WarehouseResource

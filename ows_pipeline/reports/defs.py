@@ -1,6 +1,7 @@
 """Dagster definitions of the reports domain: the weekly workbook and its delivery by email."""
 
 import datetime as dt
+import warnings
 
 import dagster as dg
 
@@ -48,7 +49,9 @@ def ows_weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     settings = Settings.from_env()
     week = _week(context)
     path = report_path(settings.report_dir, week.key)
-    result = build_weekly_report(warehouse.get_engine(), week, path, data_docs=find_data_docs(settings.home))
+    result = build_weekly_report(
+        warehouse.get_engine(), week, path, data_docs=_data_docs(settings), check_results=_latest_checks(context)
+    )
     for note in result.notes:
         context.log.info(note)
     snapshot_rows = sum(n for name, n in result.sheet_rows.items() if name.startswith("Latest snapshot"))
@@ -130,6 +133,35 @@ def ows_weekly_report_email(
             "report_sha256": digest,
         }
     )
+
+
+def _data_docs(settings: Settings):
+    """The Data Docs start page once the staging checks have built it."""
+    from ows_pipeline.staging.data_docs import data_docs_index_path
+
+    page = data_docs_index_path()
+    return page if page.exists() else find_data_docs(settings.home)
+
+
+def _latest_checks(context: dg.AssetExecutionContext, scan: int = 5000) -> list[list]:
+    """(table, check, result, severity, evaluated at) of the latest evaluation of every asset check on record."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            records = context.instance.get_event_records(
+                dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=scan, ascending=False
+            )
+    except Exception as error:  # noqa: BLE001 - the report does not depend on the run history being readable
+        context.log.warning(f"Asset check results not read: {error}")
+        return []
+    latest: dict = {}
+    for record in records:  # newest first
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        key = (evaluation.asset_key.to_user_string(), evaluation.check_name)
+        if key not in latest:
+            latest[key] = [key[0], key[1], "passed" if evaluation.passed else "failed",
+                           evaluation.severity.value, dt.datetime.fromtimestamp(record.timestamp, dt.timezone.utc)]
+    return [latest[k] for k in sorted(latest)]
 
 
 def _body(week: ReportWeek, path, digest: str, warehouse: WarehouseResource) -> str:

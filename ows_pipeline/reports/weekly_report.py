@@ -12,6 +12,7 @@ import hashlib
 import os
 import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -115,15 +116,19 @@ def build_weekly_report(
     path: Path,
     *,
     data_docs: Optional[Path] = None,
+    check_results: Sequence[Sequence] = (),
     max_rows: int = EXCEL_MAX_ROWS,
 ) -> ReportResult:
-    """Write the workbook of `week` to `path` atomically and describe it."""
+    """Write the workbook of `week` to `path` atomically and describe it.
+
+    `check_results`: rows (asset, check, status, severity, evaluated at) for the Data quality sheet.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out, engine.connect() as conn:
-            result = _write(conn, week, out, data_docs, max_rows)
+            result = _write(conn, week, out, data_docs, check_results, max_rows)
         os.chmod(temp_name, 0o644)
         os.replace(temp_name, path)
     except BaseException:
@@ -135,7 +140,8 @@ def build_weekly_report(
     return result
 
 
-def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path], max_rows: int) -> ReportResult:
+def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path], check_results, max_rows: int
+           ) -> ReportResult:
     fct = q.fact_table(conn)
     day = week.start_date
     tz = ZoneInfo(week.timezone)
@@ -185,7 +191,7 @@ def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path]
             result.notes.append("Not built yet, so not in Changes: " + ", ".join(dims.missing))
 
         quality = q.data_quality(conn, week.start, week.end)
-        book.add_sheet(_quality_sheet(quality, data_docs))
+        book.add_sheet(_quality_sheet(quality, data_docs, check_results))
 
         book.add_sheet(
             _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, result.notes),
@@ -195,7 +201,7 @@ def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path]
     for info in snapshot + changes:
         result.sheet_rows[info.name] = info.rows
     result.sheet_rows[END_STATES] = len({(p, m) for p, m, _, _ in states})
-    result.sheet_rows[QUALITY] = len(quality.loads) + len(quality.rejects) + len(quality.top_rules)
+    result.sheet_rows[QUALITY] = len(quality.loads) + len(quality.rejects) + len(quality.top_rules) + len(check_results)
     return result
 
 
@@ -335,7 +341,7 @@ def _end_states_sheet(states: list[tuple[str, str, str, int]]) -> Sheet:
     return sheet
 
 
-def _quality_sheet(quality: q.DataQuality, data_docs: Optional[Path]) -> Sheet:
+def _quality_sheet(quality: q.DataQuality, data_docs: Optional[Path], check_results: Sequence[Sequence]) -> Sheet:
     sheet = Sheet(QUALITY)
     for col, width in ((1, 34), (2, 16), (3, 26), (4, 12), (5, 12), (6, 14), (7, 18)):
         sheet.set_width(col, width)
@@ -347,7 +353,11 @@ def _quality_sheet(quality: q.DataQuality, data_docs: Optional[Path]) -> Sheet:
         sheet.write(2, 1, "Data Docs have not been built yet (they appear under OWS_HOME/data_docs).")
 
     row = 4
-    sheet.write(row, 1, "Loads and checks by table", style="bold")
+    sheet.write(row, 1, "Latest result of every data check", style="bold")
+    row = sheet.add_table("CheckResults", row + 1, 1, [
+        Column("Table"), Column("Check"), Column("Result"), Column("Severity"), Column("Evaluated", "datetime"),
+    ], sorted(check_results, key=lambda r: (str(r[0]), str(r[1])))) + 1
+    sheet.write(row, 1, "Loads by table", style="bold")
     row = sheet.add_table("Loads", row + 1, 1, [
         Column("Table"), Column("Loads", "int"), Column("Failed loads", "int"), Column("Rows in", "int"),
         Column("Rows loaded", "int"), Column("Rows rejected", "int"), Column("Last finished", "datetime"),
