@@ -27,7 +27,28 @@ def free_port() -> int:
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost / 127.0.0.1."""
+    """A self-signed certificate for localhost / 127.0.0.1 (cryptography, else the openssl command)."""
+    try:
+        from cryptography import x509
+    except ImportError:
+        return _openssl_certificate(folder)
+    return _cryptography_certificate(folder)
+
+
+def _openssl_certificate(folder: Path) -> tuple[Path, Path]:
+    import subprocess
+
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key_path), "-out", str(cert_path), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert_path, key_path
+
+
+def _cryptography_certificate(folder: Path) -> tuple[Path, Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
