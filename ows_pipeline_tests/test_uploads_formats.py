@@ -134,3 +134,18 @@ def test_unsafe_names_are_refused_with_a_suggestion(name):
     problem = name_problem(name)
     assert problem is not None and problem.rule == "file_name"
     assert name_problem(suggested_name(name)) is None
+
+
+def test_xlsx_with_formatting_far_away_still_loads():
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    for row in GOOD_ROWS:
+        sheet.append(row)
+    sheet.cell(row=200_000, column=300).number_format = "0.00"  # declares A1:KN200000
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    table = parse_file("a.xlsx", buffer.getvalue(), UploadLimits(max_rows=1000, max_columns=20))
+    rows, problems = validate(FEED_SLA, table)
+    assert problems == [] and rows.columns["feed_code"] == ["FEED_A"]

@@ -339,15 +339,9 @@ def _read_first_sheet(workbook, limits: UploadLimits) -> ParsedTable:
     if not workbook.worksheets:
         raise reject("corrupt_workbook", "the workbook has no worksheet", "put the data on the first sheet")
     sheet = workbook.worksheets[0]
-    declared_rows = sheet.max_row or 0
-    if declared_rows - 1 > limits.max_rows:
-        raise _too_many_rows(limits, declared_rows)
-    if (sheet.max_column or 0) > limits.max_columns * 4:
-        raise reject(
-            "too_many_columns",
-            f"the worksheet declares {sheet.max_column:,} columns, more than the limit of {limits.max_columns}",
-            "remove unrelated columns, or raise OWS_UPLOAD_MAX_COLUMNS",
-        )
+    # Read cells as they are in the sheet, without padding to the declared dimension (formatting a
+    # whole column declares 16,384 columns or 1,048,576 rows); limits are checked while reading.
+    sheet.reset_dimensions()
     header: list[str] | None = None
     rows: list[tuple] = []
     numbers: list[int] = []
