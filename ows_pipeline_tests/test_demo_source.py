@@ -274,6 +274,20 @@ def test_postgres_target_matches_sqlite(pg_url, sqlite_url):
     assert "ix_ows_workflow_run_lud" in indexes
 
 
+@pytest.mark.postgres
+def test_postgres_schema_holds_the_tables(pg_url):
+    generate_demo(pg_url, weeks=0, as_of=BUSY, schema="ows_demo", **SMALL)
+    advance_demo(pg_url, BUSY + dt.timedelta(hours=2), schema="ows_demo")
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        assert "ows_workflow_run" in inspector.get_table_names(schema="ows_demo")
+        assert "ows_workflow_run" not in inspector.get_table_names(schema="public")
+        runs = conn.execute(sa.text("select count(*) from ows_demo.ows_workflow_run")).scalar_one()
+    engine.dispose()
+    assert runs > 0
+
+
 def test_object_values_path_gives_the_same_rows(sqlite_url, sqlite_url_2, monkeypatch):
     """The path used for Oracle (datetime objects through SQLAlchemy) writes what the fast path writes."""
     generate_demo(sqlite_url, weeks=1, as_of=BUSY, **SMALL)

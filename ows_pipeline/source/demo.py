@@ -12,9 +12,10 @@ The parameters and the as-of time are kept in `ows_demo_state` (not part of the 
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import sys
+import threading
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,17 +127,31 @@ def _datetime(seconds: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, UTC)
 
 
-def demo_engine(url: str) -> sa.Engine:
-    """An engine for `url`; SQLite folders are created, Oracle URLs checked for the SID trap."""
+def demo_engine(url: str, schema_name: str | None = None) -> sa.Engine:
+    """An engine for `url` writing into `schema_name` if given (Oracle schema, PostgreSQL search path).
+
+    SQLite folders are created; Oracle URLs are checked for the SID trap.
+    """
     from ows_pipeline.settings import ensure_sqlite_parent
 
     ensure_sqlite_parent(url)
     parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "oracle":
+    backend = parsed.get_backend_name()
+    if backend == "oracle":
         from ows_pipeline.resources import check_oracle_url
 
         check_oracle_url(parsed)
-    return sa.create_engine(parsed)
+    if not schema_name:
+        return sa.create_engine(parsed)
+    if backend == "sqlite":
+        raise DemoSourceError(f"--schema {schema_name!r} does not apply to SQLite; drop it or use another database")
+    if backend == "postgresql":
+        # bulk COPY names tables without a schema: the search path puts them in the schema
+        engine = sa.create_engine(parsed, connect_args={"options": f"-csearch_path={schema_name}"})
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema_name}"'))
+        return engine
+    return sa.create_engine(parsed).execution_options(schema_translate_map={None: schema_name})
 
 
 def generate_demo(
@@ -165,7 +180,7 @@ def generate_demo(
         seed, projects, feeds_per_project, workflows_per_project, runs_per_day, history_start_for(_seconds(as_of_dt), weeks)
     )
     params.check()
-    engine = _with_schema(demo_engine(url), schema)
+    engine = demo_engine(url, schema)
     try:
         _recreate_tables(engine, schema)
         # secondary indexes are built once at the end: faster than maintaining them row by row
@@ -195,9 +210,9 @@ def advance_demo(
     hist_ids and applies the reference-data changes due in the interval, in one transaction.
     """
     started = time.perf_counter()
-    engine = _with_schema(demo_engine(url), schema)
+    engine = demo_engine(url, schema)
     try:
-        params, previous = _read_state(engine, url)
+        params, previous = _read_state(engine, url, schema)
         target = parse_as_of(as_of) if as_of is not None else _datetime(previous + WEEK)
         if _seconds(target) < previous:
             raise DemoSourceError(
@@ -215,15 +230,14 @@ def _display(url: str) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-def _with_schema(engine: sa.Engine, schema_name: str | None) -> sa.Engine:
-    if schema_name:
-        return engine.execution_options(schema_translate_map={None: schema_name})
-    return engine
+def _inspect_schema(engine: sa.Engine, schema_name: str | None) -> str | None:
+    """The schema to inspect: Oracle names it, PostgreSQL finds it on the search path."""
+    return schema_name if engine.dialect.name == "oracle" else None
 
 
 def _recreate_tables(engine: sa.Engine, schema_name: str | None) -> None:
     inspector = sa.inspect(engine)
-    existing = set(inspector.get_table_names(schema=schema_name))
+    existing = set(inspector.get_table_names(schema=_inspect_schema(engine, schema_name)))
     ows_tables = {t.name for t in source_schema.metadata.sorted_tables}
     if existing & ows_tables and ows_demo_state.name not in existing:
         raise DemoSourceError(
@@ -250,8 +264,8 @@ def _state_row(params: DemoParams, as_of: dt.datetime) -> dict:
     }
 
 
-def _read_state(engine: sa.Engine, url: str) -> tuple[DemoParams, int]:
-    if not sa.inspect(engine).has_table(ows_demo_state.name):
+def _read_state(engine: sa.Engine, url: str, schema_name: str | None) -> tuple[DemoParams, int]:
+    if not sa.inspect(engine).has_table(ows_demo_state.name, schema=_inspect_schema(engine, schema_name)):
         raise DemoSourceError(f"{_display(url)} holds no demo source (no {ows_demo_state.name}); generate one first")
     with engine.connect() as conn:
         rows = conn.execute(sa.select(ows_demo_state)).mappings().all()
@@ -396,7 +410,11 @@ class DaySimulator:
 
 
 def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | None, progress: bool) -> dict[str, int]:
-    """Write the source as of `as_of`; with `previous`, only what changed since that as-of."""
+    """Write the source as of `as_of`; with `previous`, only what changed since that as-of.
+
+    A fresh source is written one business day per transaction by a writer thread, so that
+    the database works while the next day is simulated; an advance is one transaction.
+    """
     simulator = DaySimulator(params, as_of)
     ref = simulator.ref
     values = _Values(engine.dialect.name)
@@ -404,41 +422,83 @@ def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | No
     first_day = params.history_start // DAY
     last_day = as_of // DAY
     bar = _progress_bar(max(0, last_day - first_day + 1), progress, "OWS demo source")
-
-    single = engine.begin() if previous is not None else nullcontext()
-    with single as advance_conn:
-
-        @contextmanager
-        def transaction():
-            if advance_conn is not None:
-                yield advance_conn
-            else:
-                with engine.begin() as conn:
-                    yield conn
-
-        with transaction() as conn:
-            _write_reference(conn, ref, as_of, previous, written)
-            if previous is not None:
+    history = _HistoryClock()
+    try:
+        if previous is None:
+            with engine.begin() as conn:
+                _write_reference(conn, ref, as_of, None, written)
+            with _BackgroundWriter(engine, written) as writer:
+                for day in range(first_day, last_day + 1):
+                    runs = simulator.day(day)
+                    released = history.add(runs, release_before=(day + 1) * DAY)
+                    writer.submit([*_day_rows(runs, as_of, values, ref.users), *_history_rows(released, None, as_of, values, ref.users)])
+                    _tick(bar, writer.runs_submitted)
+        else:
+            with engine.begin() as conn:
+                _write_reference(conn, ref, as_of, previous, written)
                 conn.execute(ows_demo_state.update().values(as_of=_datetime(as_of)))
-
-        history = _HistoryClock()
-        runs_total = 0
-        for day in range(first_day, last_day + 1):
-            runs = simulator.day(day)
-            released = history.add(runs, release_before=(day + 1) * DAY)
-            with transaction() as conn:
-                if previous is None:
-                    runs_total += _insert_day(conn, runs, as_of, values, ref.users, written)
-                else:
-                    _advance_day(conn, runs, previous, as_of, values, ref.users, written)
-                    runs_total = written["ows_workflow_run"]
-                _insert_history(conn, released, previous, as_of, values, ref.users, written)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{runs_total:,} runs")
+                for day in range(first_day, last_day + 1):
+                    runs = simulator.day(day)
+                    released = history.add(runs, release_before=(day + 1) * DAY)
+                    jobs = _advance_day(conn, runs, previous, as_of, values, ref.users)
+                    _insert_all(conn, [*jobs, *_history_rows(released, previous, as_of, values, ref.users)], written)
+                    _tick(bar, written["ows_workflow_run"])
+    finally:
         if bar is not None:
             bar.close()
     return written
+
+
+def _tick(bar, runs: int) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix_str(f"{runs:,} runs")
+
+
+Job = tuple  # (table, columns, rows)
+
+
+def _insert_all(conn, jobs: list[Job], written: dict) -> None:
+    for table, columns, rows in jobs:
+        written[table.name] += insert_rows(conn, table, columns, rows)
+
+
+class _BackgroundWriter:
+    """Bulk writes on a thread of their own, one transaction per submitted batch; errors surface in the caller."""
+
+    def __init__(self, engine: sa.Engine, written: dict):
+        self.engine = engine
+        self.written = written
+        self.runs_submitted = 0
+        self.error: BaseException | None = None
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.thread = threading.Thread(target=self._work, name="ows-demo-writer", daemon=True)
+
+    def __enter__(self) -> "_BackgroundWriter":
+        self.thread.start()
+        return self
+
+    def submit(self, jobs: list[Job]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.runs_submitted += sum(len(rows) for table, _, rows in jobs if table is source_schema.ows_workflow_run)
+        self.queue.put(jobs)
+
+    def _work(self) -> None:
+        while (jobs := self.queue.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    _insert_all(conn, jobs, self.written)
+            except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                self.error = exc
+
+    def __exit__(self, *exc_info) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
 
 
 def _write_reference(conn, ref, as_of: int, previous: int | None, written: dict) -> None:
@@ -525,23 +585,33 @@ def _step_rows(runs: DayRuns, view, picks: np.ndarray, values: _Values) -> list[
     )
 
 
-def _insert_day(conn, runs: DayRuns, as_of: int, values: _Values, users: list[str], written: dict) -> int:
+CHUNK_ROWS = 100_000  # rows per bulk write: memory stays flat whatever the day's volume
+
+
+def _run_and_step_jobs(runs: DayRuns, run_view, run_picks, step_view, step_picks, values) -> list[Job]:
+    jobs = []
+    for i in range(0, len(run_picks), CHUNK_ROWS):
+        rows = _run_rows(runs, run_view, run_picks[i : i + CHUNK_ROWS], values)
+        jobs.append((source_schema.ows_workflow_run, _RUN_COLUMNS, rows))
+    for i in range(0, len(step_picks), CHUNK_ROWS):
+        rows = _step_rows(runs, step_view, step_picks[i : i + CHUNK_ROWS], values)
+        jobs.append((source_schema.ows_run_step_status, _STEP_COLUMNS, rows))
+    return jobs
+
+
+def _day_rows(runs: DayRuns, as_of: int, values: _Values, users: list[str]) -> list[Job]:
+    """The run and step status rows of one business day as of `as_of`."""
     run_view = project_runs(runs, as_of)
     step_view = project_steps(runs, as_of, users)
-    all_runs = np.arange(len(run_view.index))
-    written["ows_workflow_run"] += insert_rows(
-        conn, source_schema.ows_workflow_run, _RUN_COLUMNS, _run_rows(runs, run_view, all_runs, values)
+    return _run_and_step_jobs(
+        runs, run_view, np.arange(len(run_view.index)), step_view, np.arange(len(step_view.cell)), values
     )
-    written["ows_run_step_status"] += insert_rows(
-        conn, source_schema.ows_run_step_status, _STEP_COLUMNS, _step_rows(runs, step_view, np.arange(len(step_view.cell)), values)
-    )
-    return len(all_runs)
 
 
-def _advance_day(conn, runs: DayRuns, previous: int, as_of: int, values: _Values, users: list[str], written: dict) -> None:
-    """Insert the runs and steps that appeared in (previous, as_of]; replace those that changed."""
+def _advance_day(conn, runs: DayRuns, previous: int, as_of: int, values: _Values, users: list[str]) -> list[Job]:
+    """Delete the run and step rows of a day that changed in (previous, as_of]; return what to insert."""
     if len(runs.tr_at) == 0 or (runs.tr_at.max() <= previous and runs.begin.max(initial=0) <= previous):
-        return
+        return []
     n = len(runs.run_id)
     old_runs, new_runs = project_runs(runs, previous), project_runs(runs, as_of)
     old_lud = np.full(n, -1, dtype=np.int64)
@@ -562,16 +632,12 @@ def _advance_day(conn, runs: DayRuns, previous: int, as_of: int, values: _Values
     for chunk in _chunks(runs.run_id[new_runs.index[changed_run]].tolist(), 500):
         conn.execute(run_table.delete().where(run_table.c.run_id.in_(chunk)))
     changed_cells = new_steps.cell[changed_cell]
-    pairs = sorted(zip(runs.run_id[runs.cell_run[changed_cells]].tolist(), runs.cell_step_id[changed_cells].tolist()))
     by_run: dict[int, list[int]] = {}
-    for run_id, step_id in pairs:
+    for run_id, step_id in zip(runs.run_id[runs.cell_run[changed_cells]].tolist(), runs.cell_step_id[changed_cells].tolist()):
         by_run.setdefault(run_id, []).append(step_id)
-    for run_id, step_ids in by_run.items():
+    for run_id, step_ids in sorted(by_run.items()):
         conn.execute(step_table.delete().where(step_table.c.run_id == run_id, step_table.c.step_id.in_(step_ids)))
-    written["ows_workflow_run"] += insert_rows(conn, run_table, _RUN_COLUMNS, _run_rows(runs, new_runs, run_picks, values))
-    written["ows_run_step_status"] += insert_rows(
-        conn, step_table, _STEP_COLUMNS, _step_rows(runs, new_steps, step_picks, values)
-    )
+    return _run_and_step_jobs(runs, new_runs, run_picks, new_steps, step_picks, values)
 
 
 class _HistoryClock:
@@ -610,30 +676,34 @@ class _HistoryClock:
         return out
 
 
-def _insert_history(conn, released: dict, previous: int | None, as_of: int, values: _Values, users: list[str], written):
+def _history_rows(released: dict, previous: int | None, as_of: int, values: _Values, users: list[str]) -> list[Job]:
+    """History rows among `released` with changed_at in (previous, as_of]."""
     at = released["at"]
     pick = at <= as_of
     if previous is not None:
         pick &= at > previous
-    if not pick.any():
-        return
-    rows = {name: array[pick] for name, array in released.items()}
-    from_ = rows["from_"]
     users_array = np.array(users + ["WFENGINE"], dtype=object)
-    written["ows_run_step_history"] += insert_rows(
-        conn,
-        source_schema.ows_run_step_history,
-        _HISTORY_COLUMNS,
-        list(
-            zip(
-                rows["hist_id"].tolist(),
-                rows["run_id"].tolist(),
-                rows["step_id"].tolist(),
-                np.where(from_ >= 0, STATUSES[np.maximum(from_, 0)], None).tolist(),
-                STATUSES[rows["to"]].tolist(),
-                RESULT_CODES[rows["result"]].tolist(),
-                values.timestamps(rows["at"]),
-                users_array[rows["user"]].tolist(),
+    picked = {name: array[pick] for name, array in released.items()}
+    jobs = []
+    for i in range(0, len(picked["at"]), CHUNK_ROWS):
+        rows = {name: array[i : i + CHUNK_ROWS] for name, array in picked.items()}
+        from_ = rows["from_"]
+        jobs.append(
+            (
+                source_schema.ows_run_step_history,
+                _HISTORY_COLUMNS,
+                list(
+                    zip(
+                        rows["hist_id"].tolist(),
+                        rows["run_id"].tolist(),
+                        rows["step_id"].tolist(),
+                        np.where(from_ >= 0, STATUSES[np.maximum(from_, 0)], None).tolist(),
+                        STATUSES[rows["to"]].tolist(),
+                        RESULT_CODES[rows["result"]].tolist(),
+                        values.timestamps(rows["at"]),
+                        users_array[rows["user"]].tolist(),
+                    )
+                ),
             )
-        ),
-    )
+        )
+    return jobs

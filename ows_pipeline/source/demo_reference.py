@@ -409,7 +409,7 @@ def _weekly_changes(seed, ref, start, until, current, codes, make_version, spare
             if rng.random() < 0.04:
                 feed.change(moment(rng, week), expected_schedule=_SCHEDULES[int(rng.integers(len(_SCHEDULES)))])
             if rng.random() < 0.01:
-                feed.change(moment(rng, week), feed_name=feed.base["feed_name"] + " (new layout)")
+                feed.change(moment(rng, week), feed_name=f"{feed.base['feed_name']} (layout {week + 2})")
             toggle_active("f", feed, rng, week, 0.01, 0.3)
         for process in ref.match_processes:
             if id(process) in spare:
@@ -446,7 +446,7 @@ def _weekly_changes(seed, ref, start, until, current, codes, make_version, spare
             rng = _rng(seed, _WORKFLOW, code_index, week)
             workflow, shape, version = current[code_index]
             if rng.random() < 0.01:
-                workflow.change(moment(rng, week), workflow_name=workflow.base["workflow_name"] + " (revised)")
+                workflow.change(moment(rng, week), workflow_name=f"{workflow.base['workflow_name']} (revised {week})")
             if rng.random() < 0.04:
                 # deployments happen at weekends, between 01:00 and 05:00
                 at = start + week * WEEK + 5 * DAY + int(rng.integers(0, 2)) * DAY + int(rng.integers(3600, 5 * 3600))
