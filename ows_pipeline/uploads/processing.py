@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -241,8 +242,7 @@ def process_upload(
     location = landing.relative(target)
     now = registry.utc_now()
     try:
-        with engine.connect() as connection, connection.execution_options(sqlite_begin="IMMEDIATE").begin():
-            conn = connection
+        with _writing(engine) as conn:
             counts, details = plan.load(conn, batch_id=batch_id, source_file=upload.file_name, loaded_at=now)
             _insert_problems(
                 conn, plan.rows.warnings, batch_id=batch_id, asset_key=plan.asset_key,
@@ -297,6 +297,15 @@ def process_upload(
         warnings=plan.rows.warnings,
         details=details,
     )
+
+
+@contextmanager
+def _writing(engine: sa.Engine):
+    """One transaction that takes the write lock up front (SQLite `BEGIN IMMEDIATE`)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
 
 
 def too_large(size: int, limits: UploadLimits) -> Problem:
