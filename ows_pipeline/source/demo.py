@@ -12,10 +12,12 @@ The parameters and the as-of time are kept in `ows_demo_state` (not part of the 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import queue
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -431,7 +433,11 @@ def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | No
                 for day in range(first_day, last_day + 1):
                     runs = simulator.day(day)
                     released = history.add(runs, release_before=(day + 1) * DAY)
-                    writer.submit([*_day_rows(runs, as_of, values, ref.users), *_history_rows(released, None, as_of, values, ref.users)])
+                    for job in _day_rows(runs, as_of, values, ref.users):
+                        writer.submit(job)
+                    for job in _history_rows(released, None, as_of, values, ref.users):
+                        writer.submit(job)
+                    writer.commit()
                     _tick(bar, writer.runs_submitted)
         else:
             with engine.begin() as conn:
@@ -441,7 +447,7 @@ def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | No
                     runs = simulator.day(day)
                     released = history.add(runs, release_before=(day + 1) * DAY)
                     jobs = _advance_day(conn, runs, previous, as_of, values, ref.users)
-                    _insert_all(conn, [*jobs, *_history_rows(released, previous, as_of, values, ref.users)], written)
+                    _insert_all(conn, itertools.chain(jobs, _history_rows(released, previous, as_of, values, ref.users)), written)
                     _tick(bar, written["ows_workflow_run"])
     finally:
         if bar is not None:
@@ -456,43 +462,64 @@ def _tick(bar, runs: int) -> None:
 
 
 Job = tuple  # (table, columns, rows)
+_COMMIT = object()
 
 
-def _insert_all(conn, jobs: list[Job], written: dict) -> None:
+def _insert_all(conn, jobs, written: dict) -> None:
     for table, columns, rows in jobs:
         written[table.name] += insert_rows(conn, table, columns, rows)
 
 
 class _BackgroundWriter:
-    """Bulk writes on a thread of their own, one transaction per submitted batch; errors surface in the caller."""
+    """Bulk writes on a thread of their own; `commit()` ends a transaction; errors surface in the caller.
+
+    The queue holds a few chunks only, so memory stays flat however large a day is.
+    """
 
     def __init__(self, engine: sa.Engine, written: dict):
         self.engine = engine
         self.written = written
         self.runs_submitted = 0
         self.error: BaseException | None = None
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.queue: queue.Queue = queue.Queue(maxsize=3)
         self.thread = threading.Thread(target=self._work, name="ows-demo-writer", daemon=True)
 
     def __enter__(self) -> "_BackgroundWriter":
         self.thread.start()
         return self
 
-    def submit(self, jobs: list[Job]) -> None:
+    def submit(self, job: Job) -> None:
         if self.error is not None:
             raise self.error
-        self.runs_submitted += sum(len(rows) for table, _, rows in jobs if table is source_schema.ows_workflow_run)
-        self.queue.put(jobs)
+        if job[0] is source_schema.ows_workflow_run:
+            self.runs_submitted += len(job[2])
+        self.queue.put(job)
+
+    def commit(self) -> None:
+        self.queue.put(_COMMIT)
 
     def _work(self) -> None:
-        while (jobs := self.queue.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                with self.engine.begin() as conn:
-                    _insert_all(conn, jobs, self.written)
-            except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
-                self.error = exc
+        conn = None
+        try:
+            while (job := self.queue.get()) is not None:
+                if self.error is not None:
+                    continue
+                try:
+                    if job is _COMMIT:
+                        if conn is not None:
+                            conn.commit()
+                            conn.close()
+                            conn = None
+                        continue
+                    if conn is None:
+                        conn = self.engine.connect()
+                        conn.begin()
+                    _insert_all(conn, [job], self.written)
+                except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                    self.error = exc
+        finally:
+            if conn is not None:
+                conn.close()  # rolls back an unfinished transaction
 
     def __exit__(self, *exc_info) -> None:
         self.queue.put(None)
@@ -588,27 +615,25 @@ def _step_rows(runs: DayRuns, view, picks: np.ndarray, values: _Values) -> list[
 CHUNK_ROWS = 100_000  # rows per bulk write: memory stays flat whatever the day's volume
 
 
-def _run_and_step_jobs(runs: DayRuns, run_view, run_picks, step_view, step_picks, values) -> list[Job]:
-    jobs = []
+def _run_and_step_jobs(runs: DayRuns, run_view, run_picks, step_view, step_picks, values) -> Iterator[Job]:
     for i in range(0, len(run_picks), CHUNK_ROWS):
         rows = _run_rows(runs, run_view, run_picks[i : i + CHUNK_ROWS], values)
-        jobs.append((source_schema.ows_workflow_run, _RUN_COLUMNS, rows))
+        yield source_schema.ows_workflow_run, _RUN_COLUMNS, rows
     for i in range(0, len(step_picks), CHUNK_ROWS):
         rows = _step_rows(runs, step_view, step_picks[i : i + CHUNK_ROWS], values)
-        jobs.append((source_schema.ows_run_step_status, _STEP_COLUMNS, rows))
-    return jobs
+        yield source_schema.ows_run_step_status, _STEP_COLUMNS, rows
 
 
-def _day_rows(runs: DayRuns, as_of: int, values: _Values, users: list[str]) -> list[Job]:
+def _day_rows(runs: DayRuns, as_of: int, values: _Values, users: list[str]) -> Iterator[Job]:
     """The run and step status rows of one business day as of `as_of`."""
     run_view = project_runs(runs, as_of)
     step_view = project_steps(runs, as_of, users)
-    return _run_and_step_jobs(
+    yield from _run_and_step_jobs(
         runs, run_view, np.arange(len(run_view.index)), step_view, np.arange(len(step_view.cell)), values
     )
 
 
-def _advance_day(conn, runs: DayRuns, previous: int, as_of: int, values: _Values, users: list[str]) -> list[Job]:
+def _advance_day(conn, runs: DayRuns, previous: int, as_of: int, values: _Values, users: list[str]) -> Iterator[Job]:
     """Delete the run and step rows of a day that changed in (previous, as_of]; return what to insert."""
     if len(runs.tr_at) == 0 or (runs.tr_at.max() <= previous and runs.begin.max(initial=0) <= previous):
         return []
@@ -637,7 +662,7 @@ def _advance_day(conn, runs: DayRuns, previous: int, as_of: int, values: _Values
         by_run.setdefault(run_id, []).append(step_id)
     for run_id, step_ids in sorted(by_run.items()):
         conn.execute(step_table.delete().where(step_table.c.run_id == run_id, step_table.c.step_id.in_(step_ids)))
-    return _run_and_step_jobs(runs, new_runs, run_picks, new_steps, step_picks, values)
+    return list(_run_and_step_jobs(runs, new_runs, run_picks, new_steps, step_picks, values))
 
 
 class _HistoryClock:
@@ -676,7 +701,7 @@ class _HistoryClock:
         return out
 
 
-def _history_rows(released: dict, previous: int | None, as_of: int, values: _Values, users: list[str]) -> list[Job]:
+def _history_rows(released: dict, previous: int | None, as_of: int, values: _Values, users: list[str]) -> Iterator[Job]:
     """History rows among `released` with changed_at in (previous, as_of]."""
     at = released["at"]
     pick = at <= as_of
@@ -684,26 +709,19 @@ def _history_rows(released: dict, previous: int | None, as_of: int, values: _Val
         pick &= at > previous
     users_array = np.array(users + ["WFENGINE"], dtype=object)
     picked = {name: array[pick] for name, array in released.items()}
-    jobs = []
     for i in range(0, len(picked["at"]), CHUNK_ROWS):
         rows = {name: array[i : i + CHUNK_ROWS] for name, array in picked.items()}
         from_ = rows["from_"]
-        jobs.append(
-            (
-                source_schema.ows_run_step_history,
-                _HISTORY_COLUMNS,
-                list(
-                    zip(
-                        rows["hist_id"].tolist(),
-                        rows["run_id"].tolist(),
-                        rows["step_id"].tolist(),
-                        np.where(from_ >= 0, STATUSES[np.maximum(from_, 0)], None).tolist(),
-                        STATUSES[rows["to"]].tolist(),
-                        RESULT_CODES[rows["result"]].tolist(),
-                        values.timestamps(rows["at"]),
-                        users_array[rows["user"]].tolist(),
-                    )
-                ),
+        rows = list(
+            zip(
+                rows["hist_id"].tolist(),
+                rows["run_id"].tolist(),
+                rows["step_id"].tolist(),
+                np.where(from_ >= 0, STATUSES[np.maximum(from_, 0)], None).tolist(),
+                STATUSES[rows["to"]].tolist(),
+                RESULT_CODES[rows["result"]].tolist(),
+                values.timestamps(rows["at"]),
+                users_array[rows["user"]].tolist(),
             )
         )
-    return jobs
+        yield source_schema.ows_run_step_history, _HISTORY_COLUMNS, rows
