@@ -14,6 +14,7 @@ staged tables, open runs across batches) are shown through a per-row column
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,16 +186,41 @@ def run_suite(
     summaries = [_summary(r) for r in result.results]
     page = None
     if build_docs:
-        keys = [
-            k for k in context.validation_results_store.list_keys()
-            if k.run_id.run_name == batch_id and k.expectation_suite_identifier.name == asset_name
-        ]
-        suite_keys = [k for k in context.expectations_store.list_keys() if k.name == asset_name]
-        context.build_data_docs(site_names=["local_site"], resource_identifiers=keys + suite_keys)
-        if keys:
-            url = context.get_docs_sites_urls(resource_identifier=keys[0], site_name="local_site")[0]["site_url"]
-            page = Path(url.removeprefix("file://")) if url else None
+        with _site_lock(docs_dir):
+            page = _build_docs(context, asset_name, batch_id)
     return GxReport(bool(result.success), summaries, page, docs_dir / "index.html", time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def _site_lock(docs_dir: Path):
+    """One index writer at a time: staging steps of several tables may run in parallel processes."""
+    lock_path = docs_dir / "_gx_store" / ".lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_docs(context, asset_name: str, batch_id: str) -> Optional[Path]:
+    """Render this validation's page and the suite's, and rebuild the index over every stored result."""
+    keys = [
+        k for k in context.validation_results_store.list_keys()
+        if k.run_id.run_name == batch_id and k.expectation_suite_identifier.name == asset_name
+    ]
+    suite_keys = [k for k in context.expectations_store.list_keys() if k.name == asset_name]
+    context.build_data_docs(site_names=["local_site"], resource_identifiers=keys + suite_keys)
+    if not keys:
+        return None
+    url = context.get_docs_sites_urls(resource_identifier=keys[0], site_name="local_site")[0]["site_url"]
+    return Path(url.removeprefix("file://")) if url else None
 
 
 def _summary(result) -> ExpectationSummary:
