@@ -296,6 +296,23 @@ def test_object_values_path_gives_the_same_rows(sqlite_url, sqlite_url_2, monkey
     assert dump(sqlite_url) == dump(sqlite_url_2)
 
 
+def test_statements_compile_for_oracle():
+    """The generic path (Oracle) uses plain SQLAlchemy Core: DDL and deletes compile for Oracle."""
+    from sqlalchemy.dialects import oracle
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = oracle.dialect()
+    ddl = str(CreateTable(demo.ows_demo_state).compile(dialect=dialect))
+    assert "TIMESTAMP WITH TIME ZONE" in ddl
+    for table in metadata.sorted_tables:
+        str(CreateTable(table).compile(dialect=dialect))
+        for index in table.indexes:
+            str(CreateIndex(index).compile(dialect=dialect))
+    run = metadata.tables["ows_workflow_run"]
+    sql = str(run.delete().where(run.c.run_id.in_([1, 2, 3])).compile(dialect=dialect))
+    assert sql.startswith("DELETE FROM ows_workflow_run WHERE") and "LIMIT" not in sql.upper()
+
+
 def test_refuses_to_replace_tables_it_did_not_make(sqlite_url):
     engine = sa.create_engine(sqlite_url)
     metadata.create_all(engine)

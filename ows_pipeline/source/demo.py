@@ -75,8 +75,10 @@ class DemoParams:
                 raise DemoSourceError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.runs_per_day < 0:
             raise DemoSourceError(f"runs_per_day must be 0 or more, got {self.runs_per_day}")
-        if self.feeds_per_project < 2:
-            raise DemoSourceError("feeds_per_project must be at least 2 (a match process pairs two feeds)")
+        if self.feeds_per_project < 3:
+            raise DemoSourceError(
+                f"feeds_per_project must be at least 3 (a SOURCE/TARGET pair and an ad hoc feed), got {self.feeds_per_project}"
+            )
 
 
 @dataclass
