@@ -12,14 +12,12 @@ Nothing here is skipped under CI=true: a missing PostgreSQL or Chromium fails th
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from ows_pipeline_tests.conftest import IN_CI, create_pg_database, drop_pg_database
 from ows_pipeline_tests.e2e.stack import REPO_ROOT, VENV_BIN, DagsterStack, free_port, instance_env
@@ -62,54 +60,18 @@ def _smtp_authenticator(server, session, envelope, mechanism, auth_data):
     return AuthResult(success=ok, handled=False if not ok else True)
 
 
-def seed_source(source_url: str) -> None:
-    """A small OWS source: the demo generator when present, else a handful of rows."""
-    try:
-        from ows_pipeline.source import demo  # noqa: F401
-    except ImportError:
-        demo = None
-    if demo is not None and hasattr(demo, "seed_demo_source"):
-        demo.seed_demo_source(source_url)
-        return
-    from ows_pipeline.source import schema as s
+DEMO_AS_OF = "2026-11-15T02:00:00+00:00"
+"""The demo source ends on Sunday 15 Nov 2026, 02:00 London time: the week of 8 Nov is complete."""
+DEMO_WEEK = "2026-11-08"
 
-    engine = sa.create_engine(source_url)
-    s.metadata.create_all(engine)
-    t0 = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.timezone.utc)
-    with engine.begin() as conn:
-        conn.execute(s.ows_project.insert(), [
-            dict(project_id=1, project_code="CASH", project_name="Cash reconciliation", business_unit="OPS",
-                 owner="ops", active_flag="Y", created_at=t0, updated_at=t0)])
-        conn.execute(s.ows_feed.insert(), [
-            dict(feed_id=i, project_id=1, feed_code=f"F{i}", feed_name=f"Feed {i}", source_system="GL",
-                 side=side, expected_schedule="daily", active_flag="Y", created_at=t0, updated_at=t0)
-            for i, side in ((1, "SOURCE"), (2, "TARGET"))])
-        conn.execute(s.ows_match_process.insert(), [
-            dict(match_process_id=1, project_id=1, process_code="M1", process_name="Cash match", from_feed_id=1,
-                 to_feed_id=2, rule_set_version="1", position=1, active_flag="Y", created_at=t0, updated_at=t0)])
-        conn.execute(s.ows_workflow.insert(), [
-            dict(workflow_id=1, project_id=1, workflow_code="WF1", version=1, workflow_name="Daily cash",
-                 begin_date=t0, end_date=None, updated_at=t0)])
-        conn.execute(s.ows_workflow_step.insert(), [
-            dict(step_id=1, workflow_id=1, step_label="Load", step_type="LOAD", feed_id=1, match_process_id=None,
-                 seq=1, updated_at=t0)])
-        runs, statuses, history = [], [], []
-        for day in range(5):
-            begin = t0 + dt.timedelta(days=day)
-            end = begin + dt.timedelta(hours=2)
-            runs.append(dict(run_id=day + 1, workflow_id=1, run_key=f"WF1-{begin:%Y%m%d}", parent_run_id=None,
-                             business_date=begin.date(), status="COMPLETE", result_code="MATCHED",
-                             records_loaded=100, matched_cnt=98, suggested_cnt=1, unmatched_cnt=1,
-                             begin_date=begin, end_date=end, last_update_date=end))
-            statuses.append(dict(run_id=day + 1, step_id=1, activity_status="COMPLETE", result_code="MATCHED",
-                                 assigned_user=None, error_name=None, error_message=None, begin_date=begin,
-                                 end_date=end, last_update_date=end))
-            history.append(dict(hist_id=day + 1, run_id=day + 1, step_id=1, from_status="ACTIVE",
-                                to_status="COMPLETE", result_code="MATCHED", changed_at=end, changed_by="ows"))
-        conn.execute(s.ows_workflow_run.insert(), runs)
-        conn.execute(s.ows_run_step_status.insert(), statuses)
-        conn.execute(s.ows_run_step_history.insert(), history)
-    engine.dispose()
+
+def seed_source(source_url: str) -> None:
+    """A small demo OWS source (2 projects, three weeks of history up to DEMO_AS_OF)."""
+    from ows_pipeline.source.demo import generate_demo
+
+    generate_demo(
+        source_url, projects=2, feeds_per_project=3, workflows_per_project=2, runs_per_day=30, weeks=3, as_of=DEMO_AS_OF
+    )
 
 
 def _stack_env(dagster_home: Path, ows_home: Path, instance_url: str, warehouse_url: str, smtp_port: int) -> dict:
