@@ -167,6 +167,7 @@ def declare_dimension(
         metadata,
         *[sa.Column(k.name, k.type, primary_key=True, autoincrement=False) for k in key_columns],
         sa.Column("as_of", TS, primary_key=True),
+        sa.Column("observed", sa.Boolean, nullable=False),
     )
     untracked = tuple(a for a in attrs if a not in tracked and a not in scd1)
     return DimensionSpec(
@@ -473,12 +474,24 @@ def _in_interval(t, version):
     return sa.and_(version.c.valid_from <= t, sa.or_(version.c.valid_to.is_(None), t < version.c.valid_to))
 
 
+def _not_skipped(spec: DimensionSpec, keyed, t):
+    """The full batch at `t` did observe the key of `keyed` (it was not quarantined there)."""
+    seen = spec.seen_table
+    skipped = sa.exists().where(_key_match(seen, keyed, spec.natural_key), seen.c.as_of == t, sa.not_(seen.c.observed))
+    return ~skipped.correlate_except(seen)
+
+
 def _log_bound(spec: DimensionSpec, agg, version):
     """min/max as-of of full batches inside `version`'s interval (a correlated scalar subquery)."""
     log = scd2_batches
     return (
         sa.select(agg(log.c.as_of))
-        .where(log.c.dimension == spec.name, log.c.is_full, _in_interval(log.c.as_of, version))
+        .where(
+            log.c.dimension == spec.name,
+            log.c.is_full,
+            _in_interval(log.c.as_of, version),
+            _not_skipped(spec, version, log.c.as_of),
+        )
         .scalar_subquery()
     )
 
@@ -492,6 +505,7 @@ def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_o
     cur = d.alias("cur")
     seen_max = (
         sa.select(*[seen.c[k] for k in keys], sa.func.max(seen.c.as_of).label("last_seen"))
+        .where(seen.c.observed)
         .group_by(*[seen.c[k] for k in keys])
         .subquery("seen_max")
     )
@@ -501,7 +515,20 @@ def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_o
         conds = [u.is_not(None), u <= t, sa.or_(cur.c.valid_from.is_(None), u > cur.c.valid_from)]
         conds.append(sa.or_(seen_max.c.last_seen.is_(None), u > seen_max.c.last_seen))
         if last_full is not None:
-            conds.append(u > sa.bindparam("last_full", last_full, type_=TS))
+            lf = sa.bindparam("last_full", last_full, type_=TS)
+            log = scd2_batches
+            last_observed_full = (
+                sa.select(sa.func.max(log.c.as_of))
+                .where(log.c.dimension == spec.name, log.c.is_full, _not_skipped(spec, s, log.c.as_of))
+                .scalar_subquery()
+            )
+            conds.append(
+                sa.case(
+                    (u > lf, sa.true()),
+                    (_not_skipped(spec, s, lf), sa.false()),
+                    else_=sa.or_(last_observed_full.is_(None), u > last_observed_full),
+                )
+            )
         vf = sa.case((sa.and_(*conds), u), else_=t)
     action = sa.case((cur.c[keys[0]].is_(None), "N"), (cur.c.is_deleted, "R"), else_="C")
     classify = (
@@ -576,7 +603,19 @@ def scd1_statement(spec: DimensionSpec, source: sa.FromClause, match_on: Sequenc
     return d.update().where(*where).values(**values)
 
 
-def out_of_order_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_of, prev_full, next_full, batch_id: str):
+def _near_full(spec: DimensionSpec, keyed, before: bool, t):
+    """The full batch nearest to `t` (before or after it) that observed `keyed`'s key."""
+    log = scd2_batches
+    agg = sa.func.max if before else sa.func.min
+    side = log.c.as_of < t if before else log.c.as_of > t
+    return (
+        sa.select(agg(log.c.as_of))
+        .where(log.c.dimension == spec.name, log.c.is_full, side, _not_skipped(spec, keyed, log.c.as_of))
+        .scalar_subquery()
+    )
+
+
+def out_of_order_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_of, batch_id: str):
     """The late-batch merge: rebuild the affected keys' observations, recompute their versions, apply the difference."""
     d = spec.table
     s, kt, o, h = temps.stage, temps.keys, temps.obs, temps.hist
@@ -624,12 +663,15 @@ def out_of_order_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, a
         sa.select(v.c[spec.sk].label("sk"), _log_bound(spec, sa.func.max, v).label("t")).where(affected),
         sa.select(v.c[spec.sk].label("sk"), seen.c.as_of.label("t"))
         .select_from(v.join(seen, _key_match(seen, v, keys)))
-        .where(affected, _in_interval(seen.c.as_of, v)),
+        .where(affected, seen.c.observed, _in_interval(seen.c.as_of, v)),
     ]
-    for near in (prev_full, next_full):
-        if near is not None:
-            p = sa.bindparam(None, near, type_=TS)
-            candidates.append(sa.select(v.c[spec.sk].label("sk"), p.label("t")).where(affected, _in_interval(p, v)))
+    for before in (True, False):
+        near = (
+            sa.select(v.c[spec.sk].label("sk"), v.c.valid_from, v.c.valid_to, _near_full(spec, v, before, t).label("t"))
+            .where(affected)
+            .subquery()
+        )
+        candidates.append(sa.select(near.c.sk, near.c.t).where(_in_interval(near.c.t, near)))
     cand = sa.union(*candidates).subquery("cand")
     w = d.alias("w")
     existing_at = sa.exists().where(_key_match(o, w, keys), o.c.t == cand.c.t)
@@ -652,20 +694,24 @@ def out_of_order_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, a
     log = scd2_batches
     q = (
         sa.select(sa.func.max(log.c.as_of))
-        .where(log.c.dimension == spec.name, log.c.is_full, log.c.as_of < first.c.first_from)
+        .where(
+            log.c.dimension == spec.name,
+            log.c.is_full,
+            log.c.as_of < first.c.first_from,
+            _not_skipped(spec, first, log.c.as_of),
+        )
         .scalar_subquery()
     )
     absent_sources = [
         sa.select(*[first.c[k] for k in keys], q.label("t")).where(sa.exists().where(_key_match(kt, first, keys)))
     ]
-    for near in (prev_full, next_full):
-        if near is not None:
-            p = sa.bindparam(None, near, type_=TS)
-            absent_sources.append(
-                sa.select(*[kt.c[k] for k in keys], p.label("t"))
-                .select_from(kt.outerjoin(first, _key_match(first, kt, keys)))
-                .where(sa.or_(first.c.first_from.is_(None), p < first.c.first_from))
-            )
+    for before in (True, False):
+        near = sa.select(*[kt.c[k] for k in keys], _near_full(spec, kt, before, t).label("t")).subquery()
+        absent_sources.append(
+            sa.select(*[near.c[k] for k in keys], near.c.t)
+            .select_from(near.outerjoin(first, _key_match(first, near, keys)))
+            .where(sa.or_(first.c.first_from.is_(None), near.c.t < first.c.first_from))
+        )
     absent = sa.union(*absent_sources).subquery("absent")
     log_batch = (
         sa.select(sa.func.max(log.c.batch_id))
@@ -779,19 +825,14 @@ def out_of_order_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, a
 # --------------------------------------------------------------------------- the merge
 
 
-def _log_scalars(conn: sa.Connection, spec: DimensionSpec, as_of: dt.datetime):
+def _log_scalars(conn: sa.Connection, spec: DimensionSpec):
+    """The newest as-of merged into the dimension, and the newest of a full batch."""
     log = scd2_batches
-    mine = sa.and_(log.c.dimension == spec.name)
+    mine = log.c.dimension == spec.name
     row = conn.execute(
         sa.select(
             sa.select(sa.func.max(log.c.as_of)).where(mine).scalar_subquery(),
             sa.select(sa.func.max(log.c.as_of)).where(mine, log.c.is_full).scalar_subquery(),
-            sa.select(sa.func.max(log.c.as_of))
-            .where(mine, log.c.is_full, log.c.as_of < sa.bindparam("a", as_of, type_=TS))
-            .scalar_subquery(),
-            sa.select(sa.func.min(log.c.as_of))
-            .where(mine, log.c.is_full, log.c.as_of > sa.bindparam("b", as_of, type_=TS))
-            .scalar_subquery(),
         )
     ).one()
     return [None if v is None else as_utc(v) for v in row]
@@ -904,7 +945,7 @@ def _merge(
     stage_frame = frame.drop(columns=[c for c in frame.columns if c not in [c.name for c in temps.stage.columns]])
     _stage_rows(conn, temps.stage, stage_frame)
     _analyze(conn, temps.stage)
-    last_any, last_full, prev_full, next_full = _log_scalars(conn, spec, as_of)
+    last_any, last_full = _log_scalars(conn, spec)
     if last_any is None or as_of > last_any:
         stats.path = "in_order"
         stmts = fast_path_statements(spec, temps, full=full, as_of=as_of, last_full=last_full, batch_id=batch_id)
@@ -925,7 +966,7 @@ def _merge(
     else:
         stats.path = "out_of_order"
         stmts = out_of_order_statements(
-            spec, temps, full=full, as_of=as_of, prev_full=prev_full, next_full=next_full, batch_id=batch_id
+            spec, temps, full=full, as_of=as_of, batch_id=batch_id
         )
         counted = {}
         for stmt in stmts:
@@ -957,7 +998,18 @@ def _merge(
             )
             stats.scd1_updated = _count(conn, scd1_statement(spec, latest, spec.natural_key, spec.scd1, "all"))
     # the batch log: full batches observe every key; partial ones are remembered key by key
-    conn.execute(
+    logged = conn.execute(
+        sa.select(scd2_batches.c.as_of, scd2_batches.c.is_full).where(
+            scd2_batches.c.dimension == spec.name, scd2_batches.c.batch_id == batch_id
+        )
+    ).first()
+    if logged is not None and (as_utc(logged.as_of) != as_of or bool(logged.is_full) != full):
+        raise Scd2Error(
+            f"{spec.name}: batch id {batch_id} was merged before with as-of {logged.as_of} "
+            f"({'full' if logged.is_full else 'partial'}); give a different batch a new batch id."
+        )
+    if logged is None:
+      conn.execute(
         sa.insert(scd2_batches).values(
             dimension=spec.name,
             batch_id=batch_id,
@@ -966,16 +1018,17 @@ def _merge(
             rows_in=stats.rows_in,
             merged_at=utc_now(),
         )
-    )
-    if not full and len(frame):
-        seen, s = spec.seen_table, temps.stage
-        keys = spec.natural_key
+      )
+    # partial batches: the keys they observed; full batches: the keys they quarantined (not observed)
+    seen, keys = spec.seen_table, spec.natural_key
+    source = temps.stage if not full else temps.skip
+    if (len(frame) if not full else len(skipped)):
         t = sa.bindparam("t", as_of, type_=TS)
         conn.execute(
             seen.insert().from_select(
-                list(keys) + ["as_of"],
-                sa.select(*[s.c[k] for k in keys], t).where(
-                    ~sa.exists().where(_key_match(seen, s, keys), seen.c.as_of == t)
+                list(keys) + ["as_of", "observed"],
+                sa.select(*[source.c[k] for k in keys], t, sa.literal(not full, sa.Boolean)).where(
+                    ~sa.exists().where(_key_match(seen, source, keys), seen.c.as_of == t)
                 ),
             )
         )
