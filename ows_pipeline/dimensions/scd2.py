@@ -27,15 +27,17 @@ import hashlib
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
-import pandas as pd
 import sqlalchemy as sa
 
 from ows_pipeline.source.schema import TS
 from ows_pipeline.warehouse.batches import new_batch_id, record_batch, utc_now
 from ows_pipeline.warehouse.bulk import as_utc, insert_rows
 from ows_pipeline.warehouse.tables import data_errors, etl_batches, metadata as warehouse_metadata
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NULL_TOKEN = "\\N"
 
@@ -195,6 +197,7 @@ def _float_text(v) -> str:
 
 def _value_text(v) -> str:
     """Typed, normalised text of one value: NULL-safe, equal for 1 / 1.0 / True-like types kept apart."""
+    import pandas as pd
     if v is None or v is pd.NaT:
         return NULL_TOKEN
     if isinstance(v, str):
@@ -220,6 +223,7 @@ def _value_text(v) -> str:
 
 
 def _column_text(s: pd.Series) -> pd.Series:
+    import pandas as pd
     kind = s.dtype.kind
     if kind in "iu":
         return s.astype("int64").astype(str)
@@ -247,6 +251,7 @@ def row_hashes(frame: pd.DataFrame, tracked: Sequence[str]) -> list[str]:
 
 
 def _as_frame(spec: DimensionSpec, rows) -> pd.DataFrame:
+    import pandas as pd
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     needed = list(spec.natural_key) + list(spec.tracked)
     missing = [c for c in needed if c not in frame.columns]
@@ -336,6 +341,7 @@ def _lock(conn: sa.Connection, spec: DimensionSpec) -> None:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
+    import pandas as pd
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
     if not isinstance(value, dt.datetime):
@@ -440,6 +446,7 @@ def _stage_rows(conn: sa.Connection, stage: sa.Table, frame: pd.DataFrame) -> No
 
 def _copy_frame(conn: sa.Connection, name: str, columns: list[str], frame: pd.DataFrame) -> None:
     """COPY a DataFrame as CSV (much faster than value-by-value text for a million rows)."""
+    import pandas as pd
     import io
 
     out = frame.copy()
@@ -1048,6 +1055,7 @@ def apply_scd1(
     No version opens or closes. `scope`: 'current' (the current version) or 'all' (every
     version of the key); default: the spec's `scd1_scope`. Returns the number of rows updated.
     """
+    import pandas as pd
     columns = tuple(columns or spec.scd1)
     scope = scope or spec.scd1_scope
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
