@@ -279,6 +279,8 @@ def dimension_counts(conn: sa.Connection, spec, frame, as_of: dt.datetime, *, fu
         )
     }
     live = {k: h for k, (h, deleted) in state.items() if not deleted}
+    if not live:  # nothing live at that time (e.g. the first load): every key is new
+        return KeyCounts(new=len(frame))
     hashes = row_hashes(frame, spec.tracked)
     keys = list(zip(*(frame[k].astype(object).map(lambda v: None if pd_isna(v) else int(v)) for k in key)))
     new = changed = unchanged = 0
