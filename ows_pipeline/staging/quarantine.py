@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
 from ows_pipeline.staging.clean import clean_frame, column_kind, dtype_problems
+from ows_pipeline.staging.frame_writer import write_frame
 from ows_pipeline.staging.rules import RuleContext, RuleOutcome, as_text, evaluate_suite
 from ows_pipeline.staging.suites import ERROR, SUITES, key_columns
 from ows_pipeline.staging.tables import STAGING_TABLES
@@ -192,31 +193,6 @@ def _record_keys(clean: pd.DataFrame, raw: pd.DataFrame, key: tuple[str, ...], p
     return [",".join(p) for p in zip(*parts)]
 
 
-def _column_values(values: pd.Series, kind: str, dialect: str) -> list:
-    """Python values for the bulk writer; timestamps pre-formatted on SQLite and PostgreSQL (fast)."""
-    missing = values.isna().to_numpy()
-    if kind == "timestamp":
-        if dialect in ("sqlite", "postgresql"):
-            naive = values.dt.tz_convert("UTC").dt.tz_localize(None)
-            text = naive.dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-            if dialect == "postgresql":
-                text = text + "+00:00"
-            out = text.to_numpy(dtype=object)
-        else:
-            out = np.array(values.dt.to_pydatetime(), dtype=object)
-    elif kind == "date":
-        out = values.dt.date.to_numpy(dtype=object)
-    elif kind == "int":
-        out = np.array([int(v) for v in values.fillna(0).to_numpy(dtype=np.int64)], dtype=object)
-    elif kind == "flag":
-        out = values.fillna(False).to_numpy(dtype=bool).astype(object)
-    else:
-        out = values.to_numpy(dtype=object)
-    if missing.any():
-        out[missing] = None
-    return out.tolist()
-
-
 def load_staging(
     conn: sa.Connection, table_name: str, good: pd.DataFrame, batch_id: str, mode: str, rows_in: int = 0
 ) -> int:
@@ -229,10 +205,8 @@ def load_staging(
         conn.execute(sa.delete(table))
     elif len(good) and conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
         _delete_keys(conn, table, good[list(key_columns(table_name))])
-    columns = [c.name for c in source.columns]
-    arrays = [_column_values(good[c.name], column_kind(c), conn.dialect.name) for c in source.columns]
-    arrays.append([batch_id] * len(good))
-    return insert_rows(conn, table, columns + ["_batch_id"], list(zip(*arrays)))
+    kinds = {c.name: column_kind(c) for c in source.columns}
+    return write_frame(conn, table, good, kinds, {"_batch_id": batch_id})
 
 
 def _delete_keys(conn: sa.Connection, table: sa.Table, keys: pd.DataFrame) -> None:
@@ -241,8 +215,7 @@ def _delete_keys(conn: sa.Connection, table: sa.Table, keys: pd.DataFrame) -> No
     temp = sa.Table(name, sa.MetaData(), *(sa.Column(c, sa.Integer) for c in keys.columns), prefixes=["TEMPORARY"])
     temp.create(conn)
     try:
-        rows = list(zip(*(_column_values(keys[c], "int", conn.dialect.name) for c in keys.columns)))
-        insert_rows(conn, name, list(keys.columns), rows)
+        write_frame(conn, name, keys, {c: "int" for c in keys.columns})
         match = sa.and_(*(table.c[c] == temp.c[c] for c in keys.columns))
         conn.execute(sa.delete(table).where(sa.exists(sa.select(sa.literal(1)).select_from(temp).where(match))))
     finally:
