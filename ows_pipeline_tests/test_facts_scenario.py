@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from ows_pipeline.dimensions.tables import DIMENSIONS as DIMENSION_SPECS
 from ows_pipeline.staging.tables import STAGING_TABLES
 from ows_pipeline.warehouse.tables import create_warehouse_tables, metadata
 
@@ -153,40 +154,17 @@ def _fill(table: sa.Table, row: dict) -> dict:
     return full
 
 
-_test_metadata = sa.MetaData()
-
-
-def dimension_table(name: str, key: str, attributes: list[str]) -> sa.Table:
-    """The declared dimension table, or a minimal stand-in while the dimensions are not declared."""
-    if name in metadata.tables:
-        return metadata.tables[name]
-    if name in _test_metadata.tables:
-        return _test_metadata.tables[name]
-    from ows_pipeline.source.schema import TS
-
-    columns = [sa.Column(f"{name[4:]}_sk", sa.BigInteger, primary_key=True, autoincrement=False), sa.Column(key, sa.Integer)]
-    columns += [sa.Column(a, sa.Integer if a in ("project_id", "version") else sa.String(200)) for a in attributes]
-    columns += [sa.Column("valid_from", TS), sa.Column("valid_to", TS), sa.Column("is_current", sa.Boolean)]
-    return sa.Table(name, _test_metadata, *columns)
-
-
-DIMENSIONS = {
-    "dim_project": ("project_id", ["project_code", "project_name"], PROJECT_VERSIONS),
-    "dim_feed": ("feed_id", ["project_id", "feed_code", "feed_name"], FEED_VERSIONS),
-    "dim_match_process": ("match_process_id", ["project_id", "process_code", "process_name"], MATCH_VERSIONS),
-    "dim_workflow": ("workflow_id", ["project_id", "workflow_code", "version", "workflow_name"], WORKFLOW_VERSIONS),
+DIMENSION_VERSIONS = {
+    "dim_project": ("project_id", PROJECT_VERSIONS),
+    "dim_feed": ("feed_id", FEED_VERSIONS),
+    "dim_match_process": ("match_process_id", MATCH_VERSIONS),
+    "dim_workflow": ("workflow_id", WORKFLOW_VERSIONS),
 }
-
-
-def create_inputs(engine: sa.Engine) -> None:
-    create_warehouse_tables(engine)
-    for name, (key, attributes, _versions) in DIMENSIONS.items():
-        dimension_table(name, key, attributes).create(engine, checkfirst=True)
 
 
 def load_inputs_as_of(engine: sa.Engine, when: dt.datetime, with_sla: bool = True) -> None:
     """Replace the fact's inputs with what the pipeline would hold after extracting at `when`."""
-    create_inputs(engine)
+    create_warehouse_tables(engine)
     stg = STAGING_TABLES
     runs = [r.row_as_of(when) for r in RUNS if r.begin < when]
     history = []
@@ -206,8 +184,8 @@ def load_inputs_as_of(engine: sa.Engine, when: dt.datetime, with_sla: bool = Tru
             conn.execute(sa.delete(table))
             if rows:
                 conn.execute(sa.insert(table), [_fill(table, r | {"_batch_id": "test"}) for r in rows])
-        for name, (key, attributes, versions) in DIMENSIONS.items():
-            table = dimension_table(name, key, attributes)
+        for name, (key, versions) in DIMENSION_VERSIONS.items():
+            table = DIMENSION_SPECS[name].table
             conn.execute(sa.delete(table))
             rows = []
             for sk, natural_key, attrs, valid_from, valid_to in versions:

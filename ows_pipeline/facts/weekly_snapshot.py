@@ -34,6 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
+from ows_pipeline.dimensions.point_in_time import join_valid_at
+from ows_pipeline.dimensions.tables import DIM_FEED, DIM_MATCH_PROCESS, DIM_PROJECT, DIM_WORKFLOW
 from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct
 from ows_pipeline.source.schema import TS
 from ows_pipeline.staging.tables import STAGING_TABLES
@@ -99,28 +101,7 @@ def _minutes_oracle(element, compiler, **kw):
     return f"((CAST({compiler.process(end, **kw)} AS DATE) - CAST({compiler.process(start, **kw)} AS DATE)) * 1440)"
 
 
-def _dimension(name: str, key: str, *attributes: str) -> sa.TableClause:
-    return sa.table(
-        name,
-        sa.column(f"{name[4:]}_sk", sa.BigInteger),
-        sa.column(key, sa.Integer),
-        *(sa.column(a) for a in attributes),
-        sa.column("valid_from", TS),
-        sa.column("valid_to", TS),
-    )
-
-
-dim_project = _dimension("dim_project", "project_id", "project_code", "project_name")
-dim_feed = _dimension("dim_feed", "feed_id", "feed_code", "feed_name")
-dim_match_process = _dimension("dim_match_process", "match_process_id", "process_code", "process_name")
-dim_workflow = _dimension("dim_workflow", "workflow_id", "project_id", "workflow_code", "version", "workflow_name")
-
 ref_feed_sla = sa.table("ref_feed_sla", sa.column("feed_code", sa.String), sa.column("sla_minutes", sa.Integer))
-
-
-def _valid_at(dim, at):
-    """The SCD2 version of `dim` valid at `at`: valid_from <= at < valid_to (open ended while current)."""
-    return sa.and_(dim.c.valid_from <= at, sa.or_(dim.c.valid_to.is_(None), dim.c.valid_to > at))
 
 
 def _first_step_of_type(step_type: str, column: str, label: str) -> sa.Subquery:
@@ -195,20 +176,21 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
 
     first_load = _first_step_of_type("LOAD", "feed_id", "feed_id")
     first_match = _first_step_of_type("MATCH", "match_process_id", "match_process_id")
-    wf = dim_workflow.alias("wf")
+    wf = DIM_WORKFLOW.table.alias("wf")
     project_id = sa.func.coalesce(wf.c.project_id, workflow.c.project_id)
-    prj = dim_project.alias("prj")
-    feed = dim_feed.alias("feed")
-    mp = dim_match_process.alias("mp")
+    prj = DIM_PROJECT.table.alias("prj")
+    feed = DIM_FEED.table.alias("feed")
+    mp = DIM_MATCH_PROCESS.table.alias("mp")
 
+    # The dimension versions valid at the week's end.
     joined = (
         as_of.outerjoin(workflow, workflow.c.workflow_id == as_of.c.workflow_id)
-        .outerjoin(wf, sa.and_(wf.c.workflow_id == as_of.c.workflow_id, _valid_at(wf, week_end)))
-        .outerjoin(prj, sa.and_(prj.c.project_id == project_id, _valid_at(prj, week_end)))
+        .outerjoin(wf, join_valid_at(wf, {"workflow_id": as_of.c.workflow_id}, week_end))
+        .outerjoin(prj, join_valid_at(prj, {"project_id": project_id}, week_end))
         .outerjoin(first_load, first_load.c.workflow_id == as_of.c.workflow_id)
-        .outerjoin(feed, sa.and_(feed.c.feed_id == first_load.c.feed_id, _valid_at(feed, week_end)))
+        .outerjoin(feed, join_valid_at(feed, {"feed_id": first_load.c.feed_id}, week_end))
         .outerjoin(first_match, first_match.c.workflow_id == as_of.c.workflow_id)
-        .outerjoin(mp, sa.and_(mp.c.match_process_id == first_match.c.match_process_id, _valid_at(mp, week_end)))
+        .outerjoin(mp, join_valid_at(mp, {"match_process_id": first_match.c.match_process_id}, week_end))
     )
     duration = sa.func.round(as_of.c.duration_raw, 2)
     if with_sla:
