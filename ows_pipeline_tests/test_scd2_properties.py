@@ -73,9 +73,16 @@ def sqlite_engine(tmp_path_factory):
     engine.dispose()
 
 
-@settings(max_examples=150, **_settings)
+@settings(max_examples=60, **_settings)
 @given(batches=batch_sequences())
 def test_history_equals_reference_in_any_order_sqlite(sqlite_engine, batches):
+    _check_any_order(sqlite_engine, batches)
+
+
+@pytest.mark.slow
+@settings(max_examples=600, **_settings)
+@given(batches=batch_sequences(max_batches=9))
+def test_history_equals_reference_many_examples_sqlite(sqlite_engine, batches):
     _check_any_order(sqlite_engine, batches)
 
 
@@ -92,9 +99,17 @@ def pg_engine():
 
 
 @pytest.mark.postgres
-@settings(max_examples=50, **_settings)
+@settings(max_examples=15, **_settings)
 @given(batches=batch_sequences())
 def test_history_equals_reference_in_any_order_postgres(pg_engine, batches):
+    _check_any_order(pg_engine, batches)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@settings(max_examples=150, **_settings)
+@given(batches=batch_sequences(max_batches=9))
+def test_history_equals_reference_many_examples_postgres(pg_engine, batches):
     _check_any_order(pg_engine, batches)
 
 
@@ -111,14 +126,14 @@ def _check_shuffled(engine, batches, seed):
         assert engine_history(conn) == in_order
 
 
-@settings(max_examples=60, **_settings)
+@settings(max_examples=25, **_settings)
 @given(batches=batch_sequences(max_batches=8), seed=st.integers(0, 10_000))
 def test_shuffled_order_gives_identical_tables_sqlite(sqlite_engine, batches, seed):
     _check_shuffled(sqlite_engine, batches, seed)
 
 
 @pytest.mark.postgres
-@settings(max_examples=25, **_settings)
+@settings(max_examples=8, **_settings)
 @given(batches=batch_sequences(max_batches=8), seed=st.integers(0, 10_000))
 def test_shuffled_order_gives_identical_tables_postgres(pg_engine, batches, seed):
     _check_shuffled(pg_engine, batches, seed)
