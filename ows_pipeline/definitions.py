@@ -5,7 +5,7 @@ Kept cheap to import: no Great Expectations, no database connection, no file sys
 
 import dagster as dg
 
-from ows_pipeline import resources
+from ows_pipeline import resources, schedules
 from ows_pipeline.dimensions import defs as dimensions
 from ows_pipeline.extract import defs as extract
 from ows_pipeline.facts import defs as facts
@@ -22,5 +22,6 @@ defs = dg.Definitions.merge(
     reports.defs,
     uploads.defs,
     operations.defs,
+    schedules.defs,
     dg.Definitions(resources=resources.resources_from_env()),
 )
