@@ -52,12 +52,25 @@ EXPECTED_DTYPES = {"str": "str", "code": "str", "flag": "boolean", "int": "Int64
                    "timestamp": "datetime64[us, UTC]", "date": "datetime64[us]"}
 
 
-def _strings(values: pd.Series) -> pd.Series:
+def _strings(values: pd.Series, upper: bool = False) -> pd.Series:
     if values.dtype == object:
         # Numbers from spreadsheets: 12.0 stands for "12".
         values = values.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else v)
+    if upper:  # codes have few distinct values: clean each once
+        return on_distinct(values, lambda u: _strings(u).str.upper())
     out = values.astype("str").str.strip()
     return out.mask(out == "")
+
+
+def on_distinct(values: pd.Series, transform) -> pd.Series:
+    """`transform` applied to the distinct non-null values only, spread back over `values`."""
+    codes, uniques = pd.factorize(values)
+    done = transform(pd.Series(uniques, dtype=values.dtype if len(uniques) else object)).to_numpy(dtype=object)
+    out = np.empty(len(values), dtype=object)
+    out[:] = None
+    present = codes >= 0
+    out[present] = done[codes[present]]
+    return pd.Series(out, index=values.index).astype("str")
 
 
 def _integers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -144,9 +157,7 @@ def clean_frame(frame: pd.DataFrame, table_name: str) -> tuple[pd.DataFrame, lis
         values = frame[column.name]
         bad = None
         if kind in ("str", "code"):
-            cleaned = _strings(values)
-            if kind == "code":
-                cleaned = cleaned.str.upper()
+            cleaned = _strings(values, upper=kind == "code")
         elif kind == "int":
             cleaned, bad = _integers(values)
         elif kind == "timestamp":

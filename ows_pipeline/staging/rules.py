@@ -98,6 +98,17 @@ def _bool(series: pd.Series) -> np.ndarray:
     return series.fillna(False).to_numpy(dtype=bool)
 
 
+def _on_distinct(values: pd.Series, test) -> np.ndarray:
+    """A boolean test evaluated once per distinct value (codes repeat a lot), spread back over the rows."""
+    codes, uniques = pd.factorize(values)
+    out = np.zeros(len(values), dtype=bool)
+    if len(uniques):
+        result = _bool(test(pd.Series(uniques, dtype=values.dtype)))
+        present = codes >= 0
+        out[present] = result[codes[present]]
+    return out
+
+
 def evaluate_rule(
     rule: Rule, clean: pd.DataFrame, raw: pd.DataFrame, type_bad: dict[str, np.ndarray], ctx: RuleContext
 ) -> RuleOutcome:
@@ -126,8 +137,8 @@ def evaluate_rule(
                              f"{column} is not one of {', '.join(allowed)}")
         elif kind == "code_format":
             regex = rule.params["regex"]
-            found = _finding(rule, column, present & ~_bool(values.str.fullmatch(regex)), values,
-                             f"{column} does not match {regex}")
+            matches = _on_distinct(values, lambda u: u.str.fullmatch(regex))
+            found = _finding(rule, column, present & ~matches, values, f"{column} does not match {regex}")
         elif kind == "min_value":
             minimum = rule.params["min"]
             found = _finding(rule, column, _bool(values < minimum), values, f"{column} is below {minimum}")

@@ -57,7 +57,6 @@ class Rule:
     description: str
     severity: str = ERROR
     params: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    table_level: bool = False  # a failure also breaks the table's key (blocking check)
 
 
 def _source(table_name: str) -> sa.Table:
@@ -82,7 +81,6 @@ def _generic_rules(table_name: str) -> list[Rule]:
         Rule(
             "not_null", "not_null", required,
             f"Required columns are present: {', '.join(required)}.",
-            table_level=False,
         ),
         Rule(
             "max_length", "max_length", tuple(lengths),
@@ -91,7 +89,6 @@ def _generic_rules(table_name: str) -> list[Rule]:
         Rule(
             "unique_key", "unique", key,
             f"The key ({', '.join(key)}) is unique in the batch; every row sharing a duplicated key is rejected.",
-            table_level=True,
         ),
     ]
 
