@@ -47,9 +47,18 @@ def _week_rows(engine: sa.Engine) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_weekly_job_live_then_rebuilt_gives_the_same_week(tmp_path, ows_home, monkeypatch):
+def test_weekly_job_live_then_rebuilt_gives_the_same_week_sqlite(tmp_path, ows_home):
+    _live_then_rebuilt(tmp_path, f"sqlite:///{tmp_path / 'warehouse.db'}")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_weekly_job_live_then_rebuilt_gives_the_same_week_postgres(tmp_path, ows_home, pg_url):
+    _live_then_rebuilt(tmp_path, pg_url)
+
+
+def _live_then_rebuilt(tmp_path, warehouse_url: str) -> None:
     source_url = f"sqlite:///{tmp_path / 'ows.db'}"
-    warehouse_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     generate_demo(source_url, as_of=WEEK_END + dt.timedelta(hours=2), seed=11, **SIZES)
     defs = _location(source_url, warehouse_url)
     job = defs.resolve_job_def("ows_weekly_job")
@@ -62,6 +71,7 @@ def test_weekly_job_live_then_rebuilt_gives_the_same_week(tmp_path, ows_home, mo
         assert {"raw_ows_workflow_run", "stg_ows_workflow_run", "fct_workflow_run_weekly"} <= done
         live = _week_rows(warehouse)
         assert live and {r["status"] for r in live} >= {"COMPLETE"}
+        assert all(r["workflow_sk"] is not None and r["project_code"] for r in live)  # dimensions joined
 
         advance_demo(source_url, as_of=WEEK_END + dt.timedelta(days=15))
         later_week = "2025-06-15"
