@@ -75,11 +75,13 @@ def _engine(url: sa.URL, role: str) -> sa.Engine:
                 cur.execute("PRAGMA synchronous = NORMAL")
             cur.close()
 
+        begin = "BEGIN IMMEDIATE" if role == "warehouse" else "BEGIN"
+
         @sa.event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            # A real transaction from the first statement, DDL included; writers that must not
-            # interleave ask for `conn.execution_options(sqlite_begin="IMMEDIATE")`.
-            conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", ""))
+            # A real transaction from the first statement, DDL included. Warehouse transactions take
+            # the write lock up front, so concurrent writers queue (busy_timeout) instead of failing.
+            conn.exec_driver_sql(begin)
 
     return engine
 
