@@ -13,7 +13,6 @@ from ows_pipeline.facts.weekly_snapshot import build_week, week_for_key
 from ows_pipeline.resources import make_engine
 from ows_pipeline.source.demo import advance_demo, generate_demo
 from ows_pipeline.source.schema import SOURCE_TABLES, ows_run_step_history, ows_workflow_run
-from ows_pipeline.staging.tables import STAGING_TABLES
 from ows_pipeline.warehouse.tables import create_warehouse_tables
 
 UTC = dt.timezone.utc
@@ -26,20 +25,23 @@ def _utc(value):
     return value.replace(tzinfo=UTC) if isinstance(value, dt.datetime) and value.tzinfo is None else value
 
 
-def _copy_source_to_staging(source: sa.Engine, warehouse: sa.Engine) -> None:
-    """What staging would hold after extracting the whole source (flags as booleans)."""
+def _copy_source_to_staging(source_path, warehouse: sa.Engine) -> None:
+    """What staging would hold after extracting the whole source (flags as booleans): both are
+    SQLite files with the same timestamp text, so one INSERT ... SELECT per table does it."""
     create_warehouse_tables(warehouse)
-    with source.connect() as src, warehouse.begin() as dst:
+    raw = warehouse.raw_connection()  # autocommit DBAPI connection: ATTACH outside a transaction
+    try:
+        raw.execute(f"ATTACH DATABASE '{source_path}' AS ows")
+        raw.execute("BEGIN")
         for table in SOURCE_TABLES:
-            stg = STAGING_TABLES[table.name]
-            rows = [dict(r._mapping) for r in src.execute(sa.select(table.table))]
-            for row in rows:
-                row["_batch_id"] = "demo"
-                if "active_flag" in row:
-                    row["active_flag"] = row["active_flag"] == "Y"
-            dst.execute(sa.delete(stg))
-            if rows:
-                dst.execute(sa.insert(stg), rows)
+            names = [c.name for c in table.table.columns]
+            values = ", ".join("active_flag = 'Y'" if n == "active_flag" else n for n in names)
+            raw.execute(f"DELETE FROM stg_{table.name}")
+            raw.execute(f"INSERT INTO stg_{table.name} ({', '.join(names)}, _batch_id) SELECT {values}, 'demo' FROM ows.{table.name}")
+        raw.execute("COMMIT")
+        raw.execute("DETACH DATABASE ows")
+    finally:
+        raw.close()
 
 
 def _week_rows(engine: sa.Engine) -> list[dict]:
@@ -63,7 +65,7 @@ def test_week_matches_the_source_as_it_was_and_survives_the_source_moving_on(tmp
         )
 
     advance_demo(source_url, as_of=WEEK_END + dt.timedelta(hours=2))  # the schedule runs at 02:00
-    _copy_source_to_staging(source, warehouse)
+    _copy_source_to_staging(tmp_path / 'ows.db', warehouse)
     build_week(warehouse, week)
     live = _week_rows(warehouse)
 
@@ -72,7 +74,7 @@ def test_week_matches_the_source_as_it_was_and_survives_the_source_moving_on(tmp
         now = {r.run_id: r for r in conn.execute(sa.select(ows_workflow_run))}
     changed = [i for i, r in then.items() if (r.status, r.end_date) != (now[i].status, now[i].end_date)]
     assert len(changed) >= 3, "some runs open at the week's end should have ended since"
-    _copy_source_to_staging(source, warehouse)
+    _copy_source_to_staging(tmp_path / 'ows.db', warehouse)
     build_week(warehouse, week)
     backfilled = _week_rows(warehouse)
 
