@@ -419,6 +419,38 @@ def test_email_asset_sends_the_report_over_starttls_with_the_password_from_env(o
     assert PASSWORD not in str({k: v.value for k, v in sent.items()})
 
 
+def test_email_asset_failure_fails_the_run_and_leaves_the_report_alone(ows_home, monkeypatch, tmp_path):
+    from ows_pipeline.reports.defs import ows_weekly_report, ows_weekly_report_email
+    from ows_pipeline.resources import SmtpResource, WarehouseResource
+    from ows_pipeline_tests.test_email_delivery import USER, Mailbox, make_certificate, start_server
+
+    certificate = make_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    monkeypatch.setenv("OWS_SMTP_PASSWORD", "not-the-password")
+    warehouse = WarehouseResource(url=f"sqlite:///{tmp_path / 'wh.db'}")
+    standard_week(warehouse.get_engine())
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert _materialize([ows_weekly_report], {"warehouse": warehouse}, instance=instance).success
+        path = ows_home / "reports" / f"ows_weekly_{WEEK}.xlsx"
+        before = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+        mailbox = Mailbox()
+        controller = start_server(mailbox, certificate)
+        try:
+            smtp = SmtpResource(host="localhost", port=controller.port, user=USER,
+                                password=dg.EnvVar("OWS_SMTP_PASSWORD"), recipients="a@bank.example")
+            result = dg.materialize([ows_weekly_report, ows_weekly_report_email],
+                                    resources={"warehouse": warehouse, "smtp": smtp}, instance=instance,
+                                    partition_key=WEEK, selection=[ows_weekly_report_email.key], raise_on_error=False)
+        finally:
+            controller.stop()
+    assert not result.success
+    failure = [e for e in result.all_events if e.is_step_failure][0]
+    assert "OWS_SMTP_PASSWORD" in str(failure.step_failure_data.error.message)
+    assert "not-the-password" not in str(failure.step_failure_data.error.to_string())
+    assert mailbox.messages == []
+    assert (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns) == before
+
+
 def test_report_definitions_wire_the_two_assets():
     from ows_pipeline.reports.defs import defs
     from ows_pipeline.resources import SmtpResource, WarehouseResource

@@ -182,7 +182,7 @@ def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path]
             CHANGES,
             change_columns,
             _chain(dims.rows, q.run_state_changes(conn, fct, day)),
-            table_name="Changes",
+            table_name="WeekChanges",
             highlights=[Highlight("Change", "retired", "bad"), Highlight("Change", "added", "warn")],
             back_link=("← Summary", SUMMARY),
             large=large,
