@@ -261,6 +261,9 @@ def test_changes_lists_added_changed_retired_reactivated_and_run_state_changes(e
     assert sorted(int(r["Name"].split("-")[1]) for r in runs) == sorted(set(range(10, 30)) - still_open)
     assert runs[0]["Old value"] == "ACTIVE"
     assert any("dim_feed" in note for note in result.notes)  # not built: said, not failed
+    summary = {r[0]: r[1] for r in load(result.path)["Summary"].iter_rows(max_col=2, values_only=True) if r[0]}
+    assert summary["Runs that changed state"] == len(runs)
+    assert summary["Project changed"] == summary["Project added"] == summary["Project retired"] == 1
 
 
 def test_data_quality_sheet_counts_rejects_and_links_data_docs(engine, tmp_path):

@@ -258,13 +258,13 @@ def _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, not
     sheet.write(row, 1, "Changes this week", style="header")
     sheet.write(row, 2, "Count", style="header")
     row += 1
-    if not dims.counts:
-        sheet.write(row, 1, "none")
-        row += 1
     for (entity, kind), n in sorted(dims.counts.items()):
         sheet.write(row, 1, f"{entity} {kind}")
         sheet.write(row, 2, n, "int")
         row += 1
+    sheet.write(row, 1, "Runs that changed state")
+    sheet.write(row, 2, sum(info.rows for info in changes) - len(dims.rows), "int")
+    row += 1
 
     # Data behind the charts, below them so that nothing is hidden.
     row = max(row + 1, 41)
