@@ -290,12 +290,10 @@ def build_week(engine: sa.Engine, week: Week, run_id: str | None = None) -> Week
         started_at=started,
     )
     try:
-        with engine.connect() as conn:
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                with_sla = has_table(conn, "ref_feed_sla")
-                rows = replace_week(conn, week, batch_id)
-                record_batch(conn, rows_in=rows, rows_loaded=rows, rows_rejected=0, status="SUCCESS", **batch)
+        with engine.begin() as conn:
+            with_sla = has_table(conn, "ref_feed_sla")
+            rows = replace_week(conn, week, batch_id)
+            record_batch(conn, rows_in=rows, rows_loaded=rows, rows_rejected=0, status="SUCCESS", **batch)
     except Exception as exc:
         record_failed_batch(engine, message=f"{type(exc).__name__}: {exc}"[:2000], **batch)
         raise
