@@ -75,20 +75,21 @@ def test_schedule_fires_sunday_0200_local_time_and_is_on_by_default():
 
 
 def test_schedule_follows_ows_timezone():
-    """Weeks and the schedule use OWS_TIMEZONE (read once, when the partitions are defined)."""
+    """Weeks and the schedule use OWS_TIMEZONE (read once, when the partitions are defined). In New
+    York 02:00 does not exist on the morning the clocks go forward: that tick comes at 03:00 and
+    still asks for the week just ended."""
     code = (
-        "from ows_pipeline.schedules import ows_weekly_job, ows_weekly_schedule, week_just_ended;"
-        "from ows_pipeline.facts.defs import fct_workflow_run_weekly as a;"
-        "import dagster as dg;"
-        "from ows_pipeline.resources import WarehouseResource;"
-        "d = dg.Definitions(assets=[a], jobs=[ows_weekly_job], schedules=[ows_weekly_schedule],"
-        " resources={'warehouse': WarehouseResource()});"
-        "s = d.get_repository_def().get_schedule_def('ows_weekly_schedule');"
-        "print(s.cron_schedule, s.execution_timezone)"
+        "import datetime as dt\n"
+        "from dagster._utils.schedules import cron_string_iterator\n"
+        "from ows_pipeline.schedules import week_just_ended, ows_weekly_schedule as s\n"
+        "print(s.cron_schedule, s.execution_timezone)\n"
+        "after = dt.datetime(2026, 3, 7, tzinfo=dt.timezone.utc).timestamp()\n"
+        "tick = next(cron_string_iterator(after, s.cron_schedule, s.execution_timezone))\n"
+        "print(tick.isoformat(), week_just_ended(tick))\n"
     )
     env = {**os.environ, "OWS_TIMEZONE": "America/New_York"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["0", "2", "*", "*", "0", "America/New_York"]
+    assert out.split() == ["0", "2", "*", "*", "0", "America/New_York", "2026-03-08T03:00:00-04:00", "2026-03-01"]
 
 
 def test_schedule_skips_before_the_first_week_has_ended():
