@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from ows_pipeline.uploads.problems import FileRejected
 from ows_pipeline.uploads.processing import process_upload
 from ows_pipeline.uploads.sensing import sensor_tick
 from ows_pipeline.uploads.tables import upload_registry
-from ows_pipeline.warehouse.tables import create_warehouse_tables, data_errors
+from ows_pipeline.warehouse.tables import create_warehouse_tables
 from ows_pipeline_tests.upload_corpus import workbook_bytes
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "uploads" / "ows_export" / "ows_project_2026-11-01.csv"

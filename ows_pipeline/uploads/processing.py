@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import sqlalchemy as sa
@@ -22,7 +21,7 @@ import sqlalchemy as sa
 from ows_pipeline.uploads import registry
 from ows_pipeline.uploads.formats import parse_file
 from ows_pipeline.uploads.kinds import REFERENCE_KINDS, validate
-from ows_pipeline.uploads.landing import ERRORS_SUFFIX, PROCESSED, REJECTED, LandingFolder, read_upload
+from ows_pipeline.uploads.landing import PROCESSED, REJECTED, LandingFolder, read_upload
 from ows_pipeline.uploads.limits import UploadLimits
 from ows_pipeline.uploads.problems import ERROR, FileRejected, Problem, reject
 from ows_pipeline.uploads.reference import KeyCounts, load_reference
@@ -349,8 +348,3 @@ def prepare(kind: str, file_name: str, data: bytes, limits: UploadLimits):
     if problems:
         raise FileRejected(problems)
     return ReferencePlan(kind, rows)
-
-
-def errors_report_path(landing: LandingFolder, location: str) -> Path:
-    return Path(str(landing.absolute(location)) + ERRORS_SUFFIX)
-
