@@ -58,7 +58,8 @@ def ows_weekly_schedule(context: dg.ScheduleEvaluationContext):
     at = context.scheduled_execution_time or dt.datetime.now(dt.timezone.utc)
     week = week_just_ended(at)
     if week is None:
-        return dg.SkipReason(f"No week has ended yet at {at:%Y-%m-%d %H:%M %Z} (the first week starts {weekly_partitions.start:%Y-%m-%d}).")
+        first = weekly_partitions.start.strftime("%Y-%m-%d")
+        return dg.SkipReason(f"No week has ended yet at {at:%Y-%m-%d %H:%M %Z} (the first week starts {first}).")
     return dg.RunRequest(run_key=week, partition_key=week, tags=run_tags("schedule", week=week))
 
 

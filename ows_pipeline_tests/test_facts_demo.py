@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 import sqlalchemy as sa
 
 from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct

@@ -46,6 +46,7 @@ FAILED_RESULTS = ("#EXCEPTION", "#TIMEOUT")
 """Result codes of a run that failed (besides status ERROR)."""
 BREAK_RESULTS = ("BREAKS", "PARTIAL")
 """Result codes of a run that ended with unmatched items (breaks)."""
+COUNT_COLUMNS = ("records_loaded", "matched_cnt", "suggested_cnt", "unmatched_cnt")
 
 _UTC = dt.timezone.utc
 
@@ -86,7 +87,8 @@ class minutes_between(FunctionElement):
 @compiles(minutes_between)
 def _minutes_default(element, compiler, **kw):
     start, end = list(element.clauses)
-    return f"(CAST(EXTRACT(EPOCH FROM ({compiler.process(end, **kw)} - {compiler.process(start, **kw)})) AS NUMERIC) / 60.0)"
+    interval = f"{compiler.process(end, **kw)} - {compiler.process(start, **kw)}"
+    return f"(CAST(EXTRACT(EPOCH FROM ({interval})) AS NUMERIC) / 60.0)"
 
 
 @compiles(minutes_between, "sqlite")
@@ -118,7 +120,8 @@ def _first_step_of_type(step_type: str, column: str, label: str) -> sa.Subquery:
         .where(step.c.step_type == step_type, step.c[column].is_not(None))
         .subquery(f"ranked_{step_type.lower()}")
     )
-    return sa.select(ranked.c.workflow_id, ranked.c[label]).where(ranked.c.rn == 1).subquery(f"first_{step_type.lower()}")
+    first = sa.select(ranked.c.workflow_id, ranked.c[label]).where(ranked.c.rn == 1)
+    return first.subquery(f"first_{step_type.lower()}")
 
 
 def _typed(value, type_, cast: bool):
@@ -162,10 +165,12 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
             run.c.workflow_id,
             run.c.business_date,
             run.c.begin_date,
-            sa.case((ended, run.c.status), (last_step.c.to_status == "SUSPEND", "SUSPEND"), else_="ACTIVE").label("status"),
+            sa.case(
+                (ended, run.c.status), (last_step.c.to_status == "SUSPEND", "SUSPEND"), else_="ACTIVE"
+            ).label("status"),
             sa.case((ended, run.c.result_code)).label("result_code"),
             sa.case((ended, sa.true()), else_=sa.false()).label("reached_end_state"),
-            *(sa.case((ended, run.c[c])).label(c) for c in ("records_loaded", "matched_cnt", "suggested_cnt", "unmatched_cnt")),
+            *(sa.case((ended, run.c[c])).label(c) for c in COUNT_COLUMNS),
             end_date.label("end_date"),
             minutes_between(run.c.begin_date, sa.func.coalesce(end_date, week_end)).label("duration_raw"),
         )
@@ -337,7 +342,10 @@ def preview_rows(conn: sa.Connection, week: Week, limit: int = 20) -> str:
         .order_by(sa.func.count().desc(), fct.c.project_code)
         .limit(limit)
     )
-    lines = ["| project | runs | ended | open | failed | breaks | SLA breached |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| project | runs | ended | open | failed | breaks | SLA breached |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in conn.execute(query):
         lines.append(
             f"| {row.project_code or '(unknown)'} | {row.runs} | {row.ended} | {row.runs - row.ended} "
