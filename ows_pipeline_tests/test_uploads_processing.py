@@ -237,3 +237,13 @@ def test_a_file_removed_before_its_run_fails_clearly(landing):
         process_upload(landing.engine, landing.folder, request.upload_id, limits=LIMITS)
     (entry,) = landing.rows(upload_registry)
     assert entry.status == "REJECTED" and "removed" in entry.error_summary
+
+
+def test_a_tick_stops_at_its_time_budget_and_the_next_one_goes_on(landing):
+    for i in range(5):
+        landing.drop("feed_sla", f"sla_{i}.csv", _sla(f"F{i},07:00,30,Ops,"))
+    first = sensor_tick(landing.engine, landing.folder, None, LIMITS, now=time.time() + 60, budget_seconds=0)
+    assert len(first.requests) == 1 and len(first.deferred) == 4  # the first file is always handled
+    second = sensor_tick(landing.engine, landing.folder, first.cursor, LIMITS, now=time.time() + 60)
+    assert len(second.requests) == 4 and second.deferred == []
+    assert len({r.upload_id for r in first.requests + second.requests}) == 5

@@ -163,6 +163,8 @@ def ows_upload_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseR
         for request in tick.requests
     ]
     skip = None
+    if tick.deferred:
+        context.log.info(f"{len(tick.deferred)} stable files left for the next tick (time budget spent)")
     if not requests:
         skip = f"no new stable file ({len(tick.waiting)} waiting to settle)" if tick.waiting else "no new file"
     return dg.SensorResult(run_requests=requests, cursor=tick.cursor, skip_reason=skip)

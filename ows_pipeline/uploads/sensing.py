@@ -46,6 +46,7 @@ class Tick:
     requests: list[UploadRequest] = field(default_factory=list)
     cursor: str = "{}"
     waiting: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -93,16 +94,23 @@ def sensor_tick(
     cursor: Optional[str],
     limits: Optional[UploadLimits] = None,
     now: Optional[float] = None,
+    budget_seconds: float = 20.0,
 ) -> Tick:
-    """Scan the landing folder once; never raises for a bad file (its problem is recorded instead)."""
+    """Scan the landing folder once; never raises for a bad file (its problem is recorded instead).
+
+    Stable files are handled oldest first until `budget_seconds` are spent (hashing many large
+    files must not outlast the sensor's time limit); the rest wait for the next tick.
+    """
     limits = limits or UploadLimits.from_env()
     now = time.time() if now is None else now
+    started = time.monotonic()
     state = _load_cursor(cursor)
     tick = Tick()
     landing.ensure()
     seen, requested = state["seen"], state["requested"]
     next_seen: dict[str, list] = {}
     next_requested: dict[str, list] = {}
+    handled = 0
     for candidate in landing.scan():
         key = candidate.relative
         signature = [candidate.size, candidate.mtime_ns]
@@ -114,6 +122,11 @@ def sensor_tick(
             next_seen[key] = signature
             tick.waiting.append(key)
             continue
+        if handled and time.monotonic() - started > budget_seconds:
+            next_seen[key] = signature  # stable: handled first thing next tick
+            tick.deferred.append(key)
+            continue
+        handled += 1
         try:
             _handle(engine, landing, candidate, limits, tick, next_requested)
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the sensor
