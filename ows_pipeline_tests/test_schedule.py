@@ -210,3 +210,19 @@ def test_twelve_week_backfill_from_the_cli_in_one_run(tmp_path):
         ).one()
     assert rows == {(dt.date.fromisoformat(w), r.run_id) for r in RUNS for w in _weeks_holding(r)}
     assert tuple(runs) == (1, 12)  # one Dagster run, twelve week batches
+
+
+def test_every_sunday_tick_of_two_years_asks_for_the_week_that_just_ended():
+    """Across four clock changes: each 02:00 tick's week ends at that Sunday's local midnight."""
+    from ows_pipeline.facts.weekly_snapshot import week_for_key
+
+    sunday = dt.date(2025, 1, 12)
+    seen = []
+    while sunday < dt.date(2027, 1, 10):
+        tick = dt.datetime.combine(sunday, dt.time(2, 0), LONDON)
+        week = week_for_key(week_just_ended(tick), "Europe/London")
+        assert week.end_utc == dt.datetime.combine(sunday, dt.time(0), LONDON).astimezone(dt.timezone.utc)
+        assert week.start == sunday - dt.timedelta(days=7)
+        seen.append(week.key)
+        sunday += dt.timedelta(days=7)
+    assert len(seen) == len(set(seen)) == 104
