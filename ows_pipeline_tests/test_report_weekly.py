@@ -155,7 +155,7 @@ def test_report_has_every_sheet_and_the_kpis_with_week_over_week_deltas(engine, 
     assert kpis["Failed"] == (failed, 0, failed)
     assert kpis["Breaks"] == (breaks, 0, breaks)
     assert kpis["Open"] == (still_open, 30, still_open - 30)
-    assert kpis["Completed"] == (30 - still_open, 0, 30 - still_open)
+    assert kpis["Completed"] == (30 - still_open - failed, 0, 30 - still_open - failed)  # end state, not failed
     assert kpis["SLA breaches"] == (len([r for r in range(10, 40) if r % 13 == 0]), 0, 3)
     assert kpis["Match rate"][0] == pytest.approx(0.9) and kpis["Match rate"][1] == pytest.approx(50 / 60)
     assert len(book["Summary"]._charts) == 2

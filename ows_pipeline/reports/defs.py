@@ -144,7 +144,7 @@ def _data_docs(settings: Settings):
 
 
 def _latest_checks(context: dg.AssetExecutionContext, scan: int = 5000) -> list[list]:
-    """(table, check, result, severity, evaluated at) of the latest evaluation of every asset check on record."""
+    """(table, check, result, severity) of the latest evaluation of every asset check on record."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -159,8 +159,7 @@ def _latest_checks(context: dg.AssetExecutionContext, scan: int = 5000) -> list[
         evaluation = record.event_log_entry.dagster_event.event_specific_data
         key = (evaluation.asset_key.to_user_string(), evaluation.check_name)
         if key not in latest:
-            latest[key] = [key[0], key[1], "passed" if evaluation.passed else "failed",
-                           evaluation.severity.value, dt.datetime.fromtimestamp(record.timestamp, dt.timezone.utc)]
+            latest[key] = [key[0], key[1], "passed" if evaluation.passed else "failed", evaluation.severity.value]
     return [latest[k] for k in sorted(latest)]
 
 

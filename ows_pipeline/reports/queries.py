@@ -149,7 +149,7 @@ def latest_snapshot(conn: sa.Connection, fct: sa.Table, week: dt.date, chunk: in
 
 @dataclass(frozen=True)
 class WeekKpis:
-    """The headline figures of one week."""
+    """The headline figures of one week. Completed: reached an end state without failing."""
 
     week: dt.date
     runs: int = 0
@@ -182,7 +182,8 @@ def weekly_kpis(conn: sa.Connection, fct: sa.Table, week: dt.date, weeks: int = 
         sa.select(
             fct.c.week_start,
             sa.func.count(),
-            flag("reached_end_state"),
+            sa.func.sum(sa.case((sa.and_(_col(fct, "reached_end_state") == sa.true(),
+                                         _col(fct, "is_failed") == sa.false()), 1), else_=0)),
             flag("is_failed"),
             sa.func.sum(sa.case((_col(fct, "reached_end_state") == sa.true(), 0), else_=1)),
             flag("is_break"),
