@@ -14,6 +14,12 @@ KIND_JOBS = {
     "ows_export": "ows_upload_export_job",
 }
 
+KIND_ASSETS = {
+    "feed_sla": "ref_feed_sla",
+    "project_metadata": "ref_project_metadata",
+    "ows_export": "ows_export_upload",
+}
+
 
 class UploadConfig(dg.Config):
     """Which registered upload to process (set by `ows_upload_sensor`)."""
@@ -147,13 +153,7 @@ def ows_upload_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseR
         dg.RunRequest(
             run_key=request.run_key,
             job_name=KIND_JOBS[request.kind],
-            run_config=dg.RunConfig(
-                ops={
-                    {"feed_sla": "ref_feed_sla", "project_metadata": "ref_project_metadata"}.get(
-                        request.kind, "ows_export_upload"
-                    ): UploadConfig(upload_id=request.upload_id)
-                }
-            ),
+            run_config=dg.RunConfig(ops={KIND_ASSETS[request.kind]: UploadConfig(upload_id=request.upload_id)}),
             tags={
                 "ows/upload_id": str(request.upload_id),
                 "ows/upload_file": request.file_name[:200],
