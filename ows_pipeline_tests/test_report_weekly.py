@@ -140,6 +140,8 @@ def test_week_bounds_follow_the_local_clock_across_dst():
     assert summer.start == dt.datetime(2026, 7, 4, 23, tzinfo=UTC)
     spring = ReportWeek.from_key("2026-03-29", "Europe/London")  # clocks go forward that Sunday at 01:00
     assert spring.start == dt.datetime(2026, 3, 29, 0, tzinfo=UTC) and spring.end == dt.datetime(2026, 4, 4, 23, tzinfo=UTC)
+    before = ReportWeek.from_key("2026-03-22", "Europe/London")  # its quality window ends after the change
+    assert before.quality_window() == (dt.datetime(2026, 3, 23, 0, tzinfo=UTC), dt.datetime(2026, 3, 29, 23, tzinfo=UTC))
 
 
 def test_report_has_every_sheet_and_the_kpis_with_week_over_week_deltas(engine, tmp_path):
@@ -272,7 +274,8 @@ def test_data_quality_sheet_counts_rejects_and_links_data_docs(engine, tmp_path)
     standard_week(engine)
     data_errors.create(engine)
     etl_batches.create(engine)
-    inside, outside = dt.datetime(2026, 11, 16, 3, tzinfo=UTC), dt.datetime(2026, 11, 1, tzinfo=UTC)
+    # The week's loads run Monday to Monday: the Sunday 02:00 run after the week counts, the one before does not.
+    inside, outside = dt.datetime(2026, 11, 22, 2, tzinfo=UTC), dt.datetime(2026, 11, 15, 2, tzinfo=UTC)
     with engine.begin() as conn:
         conn.execute(sa.insert(etl_batches), [
             dict(batch_id="b1", asset_key="stg_ows_project", status="SUCCESS", rows_in=10, rows_loaded=8,

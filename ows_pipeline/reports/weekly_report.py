@@ -53,6 +53,16 @@ class ReportWeek:
     def start_date(self) -> dt.date:
         return dt.date.fromisoformat(self.key)
 
+    def quality_window(self) -> tuple[dt.datetime, dt.datetime]:
+        """Monday 00:00 to the next Monday 00:00 local time, as UTC: the loads of the week, including the
+        Sunday 02:00 run that closes it (and not the one that closed the week before)."""
+        tz = ZoneInfo(self.timezone)
+        monday = self.start_date + dt.timedelta(days=1)
+        return tuple(  # type: ignore[return-value]
+            dt.datetime.combine(day, dt.time(), tz).astimezone(dt.timezone.utc)
+            for day in (monday, monday + dt.timedelta(days=7))
+        )
+
     @classmethod
     def from_key(cls, key: str, timezone: str) -> "ReportWeek":
         """Sunday 00:00 to the next Sunday 00:00 in `timezone` (DST-aware), as UTC."""
@@ -191,8 +201,9 @@ def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path]
         if dims.missing:
             result.notes.append("Not built yet, so not in Changes: " + ", ".join(dims.missing))
 
-        quality = q.data_quality(conn, week.start, week.end)
-        book.add_sheet(_quality_sheet(quality, data_docs, check_results))
+        quality_from, quality_to = week.quality_window()
+        quality = q.data_quality(conn, quality_from, quality_to)
+        book.add_sheet(_quality_sheet(quality, data_docs, check_results, week))
 
         book.add_sheet(
             _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, result.notes),
@@ -342,7 +353,8 @@ def _end_states_sheet(states: list[tuple[str, str, str, int]]) -> Sheet:
     return sheet
 
 
-def _quality_sheet(quality: q.DataQuality, data_docs: Optional[Path], check_results: Sequence[Sequence]) -> Sheet:
+def _quality_sheet(quality: q.DataQuality, data_docs: Optional[Path], check_results: Sequence[Sequence],
+                   week: ReportWeek) -> Sheet:
     sheet = Sheet(QUALITY)
     for col, width in ((1, 34), (2, 16), (3, 26), (4, 12), (5, 12), (6, 14), (7, 18)):
         sheet.set_width(col, width)
@@ -358,7 +370,9 @@ def _quality_sheet(quality: q.DataQuality, data_docs: Optional[Path], check_resu
     row = sheet.add_table("CheckResults", row + 1, 1, [
         Column("Table"), Column("Check"), Column("Result"), Column("Severity"),
     ], sorted((list(r[:4]) for r in check_results), key=lambda r: (str(r[0]), str(r[1])))) + 1
-    sheet.write(row, 1, "Loads by table", style="bold")
+    start, end = (t.astimezone(ZoneInfo(week.timezone)) for t in week.quality_window())
+    sheet.write(row, 1, f"Loads by table, {start:%a %Y-%m-%d %H:%M} to {end:%a %Y-%m-%d %H:%M} ({week.timezone}): "
+                        "the week's loads and the Sunday run that closes it", style="bold")
     row = sheet.add_table("Loads", row + 1, 1, [
         Column("Table"), Column("Loads", "int"), Column("Failed loads", "int"), Column("Rows in", "int"),
         Column("Rows loaded", "int"), Column("Rows rejected", "int"), Column("Last finished", "datetime"),
