@@ -139,13 +139,39 @@ def test_xlsx_export_loads(exports):
     assert exports.history(1) == [("One", "2026-10-01", None, True, False)]
 
 
-def test_export_of_a_table_without_dimension(exports):
+def test_export_of_a_feed_checks_its_project_reference(exports):
     exports.upload("ows_project_2026-11-01.csv", HEADER + _project(1, "One"))
     header = "feed_id,project_id,feed_code,feed_name,source_system,side,expected_schedule,active_flag,created_at,updated_at\n"
     feed = "10,1,SAP_GL_01,GL extract,SAP_GL,SOURCE,DAILY 06:00,Y,2025-01-01 00:00:00,2026-10-01 00:00:00\n"
     outcome = exports.upload("ows_feed_2026-11-01.csv", header + feed)
     assert outcome.status == "LOADED", outcome.summary
     assert exports.query("SELECT feed_code FROM stg_ows_feed") == [("SAP_GL_01",)]
+    orphan = feed.replace("10,1,", "11,99,").replace("SAP_GL_01", "SAP_GL_02")
+    refused = exports.upload("ows_feed_2026-11-02.csv", header + feed + orphan)
+    assert refused.status == "REJECTED"
+    assert exports.query("SELECT feed_code FROM stg_ows_feed") == [("SAP_GL_01",)]
+
+
+def test_export_of_a_table_without_dimension_counts_keys_against_staging(exports):
+    exports.upload("ows_project_2026-11-01.csv", HEADER + _project(1, "One"))
+    exports.upload(
+        "ows_workflow_2026-11-01.csv",
+        "workflow_id,project_id,workflow_code,version,workflow_name,begin_date,end_date,updated_at\n"
+        "7,1,EOD,1,End of day,2026-01-01 00:00:00,,2026-01-01 00:00:00\n",
+    )
+    header = "step_id,workflow_id,step_label,step_type,feed_id,match_process_id,seq,updated_at\n"
+    steps = [f"{i},7,Step {i},NOTICE,,,{i},2026-01-01 00:00:00\n" for i in range(1, 4)]
+    first = exports.upload("ows_workflow_step_2026-11-01.csv", header + "".join(steps))
+    assert first.status == "LOADED", first.summary
+    assert first.counts.as_dict() == {"new": 3, "changed": 0, "unchanged": 0, "removed": 0}
+    second = exports.upload(
+        "ows_workflow_step_2026-11-08.csv",
+        header + steps[0] + steps[1].replace("Step 2", "Step two") + "4,7,Step 4,NOTICE,,,4,2026-01-01 00:00:00\n",
+    )
+    assert second.counts.as_dict() == {"new": 1, "changed": 1, "unchanged": 1, "removed": 1}
+    late = exports.upload("ows_workflow_step_2026-11-05.csv", header + steps[0])
+    assert late.status == "LOADED" and late.details["late"] == "yes"
+    assert sorted(r[0] for r in exports.query("SELECT step_id FROM stg_ows_workflow_step")) == [1, 2, 4]
 
 
 def test_project_metadata_overlays_the_dimension(exports):
