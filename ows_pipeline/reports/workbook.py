@@ -88,6 +88,10 @@ def _attr(value: str) -> str:
     return xml_escape(value).replace('"', "&quot;")
 
 
+def _style_attr(style: int) -> str:
+    return f' s="{style}"' if style else ""
+
+
 def _inline(ref: str, style: int, text: str) -> str:
     text = xml_escape(clean_text(text))
     space = ' xml:space="preserve"' if text and (text[0].isspace() or text[-1].isspace()) else ""
@@ -131,13 +135,13 @@ def cell_xml(ref: str, value, kind: str = "text", tz: Optional[ZoneInfo] = None,
             s = STYLES["datetime"] if isinstance(value, dt.datetime) else STYLES["date"]
         return f'<c r="{ref}" s="{s}"><v>{excel_serial(value, tz)!r}</v></c>'
     if isinstance(value, bool):
-        return f'<c r="{ref}"{f" s={chr(34)}{s}{chr(34)}" if s else ""} t="b"><v>{int(value)}</v></c>'
+        return f'<c r="{ref}"{_style_attr(s)} t="b"><v>{int(value)}</v></c>'
     number = _number(value)
     if number is None:
         if isinstance(value, float):
             return ""
         return _inline(ref, s, str(value))
-    return f'<c r="{ref}"{f" s={chr(34)}{s}{chr(34)}" if s else ""}><v>{number}</v></c>'
+    return f'<c r="{ref}"{_style_attr(s)}><v>{number}</v></c>'
 
 
 def column_letter(index: int) -> str:
@@ -677,11 +681,11 @@ def _conditional_formats(columns: Sequence[Column], highlights: Sequence[Highlig
     rules = []
     for priority, h in enumerate(highlights, start=1):
         letter = column_letter(names.index(h.column) + 1)
-        value = h.value.replace('"', '""')
+        formula = f'${letter}2="' + h.value.replace('"', '""') + '"'
         dxf = DXF_BAD if h.tone == "bad" else DXF_WARN
         rules.append(
             f'<cfRule type="expression" dxfId="{dxf}" priority="{priority}">'
-            f"<formula>{xml_escape(f'${letter}2={chr(34)}{value}{chr(34)}')}</formula></cfRule>"
+            f"<formula>{xml_escape(formula)}</formula></cfRule>"
         )
     return f'<conditionalFormatting sqref="{sqref}">' + "".join(rules) + "</conditionalFormatting>"
 
