@@ -247,3 +247,10 @@ def test_a_tick_stops_at_its_time_budget_and_the_next_one_goes_on(landing):
     second = sensor_tick(landing.engine, landing.folder, first.cursor, LIMITS, now=time.time() + 60)
     assert len(second.requests) == 4 and second.deferred == []
     assert len({r.upload_id for r in first.requests + second.requests}) == 5
+
+
+def test_files_outside_the_kind_folders_are_named_not_loaded(landing):
+    (landing.folder.root / "sla.csv").write_text(_sla("A,07:00,30,Ops,"))
+    tick = landing.tick()
+    assert tick.requests == []
+    assert any("sla.csv" in line and "feed_sla/" in line for line in tick.log)

@@ -141,6 +141,11 @@ class LandingFolder:
         found.sort(key=lambda c: (c.mtime_ns, c.relative))
         return found
 
+    def stray_files(self) -> list[str]:
+        """Files dropped at the top of the landing folder instead of a kind sub-folder (never loaded)."""
+        with os.scandir(self.root) as entries:
+            return sorted(e.name for e in entries if not e.is_dir(follow_symlinks=False))
+
     def relative(self, path: Path) -> str:
         return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from ows_pipeline.uploads import registry
 from ows_pipeline.uploads.formats import file_format
+from ows_pipeline.uploads.kinds import KIND_NAMES
 from ows_pipeline.uploads.landing import PROCESSED, REJECTED, Candidate, LandingFolder, name_problem
 from ows_pipeline.uploads.limits import UploadLimits
 from ows_pipeline.uploads.problems import FileRejected, Problem
@@ -133,6 +134,12 @@ def sensor_tick(
             next_seen[key] = signature
             tick.failures.append(key)
             tick.log.append(f"{key}: could not be registered, will retry next tick: {type(exc).__name__}: {exc}")
+    stray = landing.stray_files()
+    if stray:
+        tick.log.append(
+            f"{len(stray)} file(s) at the top of the landing folder are ignored ({', '.join(stray[:5])}): "
+            f"move them into one of {', '.join(k + '/' for k in KIND_NAMES)}"
+        )
     tick.cursor = json.dumps({"seen": next_seen, "requested": next_requested}, sort_keys=True)
     return tick
 
