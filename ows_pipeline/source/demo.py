@@ -483,7 +483,7 @@ class _BackgroundWriter:
         self.written = written
         self.runs_submitted = 0
         self.error: BaseException | None = None
-        self.queue: queue.Queue = queue.Queue(maxsize=3)
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.thread = threading.Thread(target=self._work, name="ows-demo-writer", daemon=True)
 
     def __enter__(self) -> "_BackgroundWriter":
@@ -614,7 +614,7 @@ def _step_rows(runs: DayRuns, view, picks: np.ndarray, values: _Values) -> list[
     )
 
 
-CHUNK_ROWS = 100_000  # rows per bulk write: memory stays flat whatever the day's volume
+CHUNK_ROWS = 50_000  # rows per bulk write: memory stays flat whatever the day's volume
 
 
 def _run_and_step_jobs(runs: DayRuns, run_view, run_picks, step_view, step_picks, values) -> Iterator[Job]:

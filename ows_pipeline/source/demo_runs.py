@@ -53,6 +53,7 @@ _T_LEN = np.array([len(t[3]) for t in _TEMPLATES])
 _T_STATUS = np.full((len(_TEMPLATES), 4), -1)
 for _i, _t in enumerate(_TEMPLATES):
     _T_STATUS[_i, : len(_t[3])] = _t[3]
+_RETRIED = next(i for i, t in enumerate(_TEMPLATES) if t[0] == LOAD and t[3] == (ACTIVE, ERROR, ACTIVE, COMPLETE))
 _FAIL_PROBABILITY = {LOAD: 0.025, MATCH: 0.013, FUNCTION: 0.01, NOTICE: 0.015}
 
 # median seconds spent in a status before the next transition, by step type
@@ -283,7 +284,7 @@ def simulate_runs(
     match_done = _done_at(n, cell_run, cell_type == MATCH, cell_ok, cell_last_at, step_types == MATCH)
 
     # who is assigned, what error shows
-    needs_user = (cell_type == NOTICE) | (cell_kind == _FORCE) | (cell_template == 2) | (
+    needs_user = (cell_type == NOTICE) | (cell_kind == _FORCE) | (cell_template == _RETRIED) | (
         (cell_type == MATCH) & (cell_kind == _TMO)
     )
     cell_user = np.where(needs_user, user.ravel()[cells], -1)
