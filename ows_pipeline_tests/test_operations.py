@@ -275,6 +275,20 @@ def test_failure_sensor_logs_when_smtp_is_not_configured(caplog):
     assert SECRET not in logged
 
 
+def test_failure_sensor_never_sends_a_password_without_tls(smtp_server, caplog):
+    inbox, port = smtp_server
+    smtp = SmtpResource(
+        host="127.0.0.1", port=port, starttls=False, user="notifier", password=SECRET, recipients="ops@example.org"
+    )
+    with dg.DagsterInstance.ephemeral() as instance, caplog.at_level(logging.ERROR, "ows_pipeline.operations"):
+        run, context = _failure_context(instance, smtp)
+        ows_run_failure_sensor(context)
+    assert inbox.messages == []
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "ows_pipeline.operations")
+    assert f"Run {run.run_id} of job failing_extract_job failed." in logged
+    assert SECRET not in logged
+
+
 def test_failure_sensor_logs_the_notice_when_the_mail_server_is_down(caplog):
     smtp = SmtpResource(host="127.0.0.1", port=_closed_port(), starttls=False, recipients="ops@example.org")
     with dg.DagsterInstance.ephemeral() as instance, caplog.at_level(logging.ERROR, "ows_pipeline.operations"):

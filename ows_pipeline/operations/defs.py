@@ -66,6 +66,7 @@ def ows_run_failure_sensor(context: dg.RunFailureSensorContext, smtp: SmtpResour
         except Exception as exc:  # noqa: BLE001 - a mail problem must not lose the notice
             problem = redact(f"{type(exc).__name__}: {exc}")
             context.log.error(f"Could not email the failure notice ({problem}); logging it instead.")
+            logger.error(f"Could not email the failure notice ({problem}); logging it instead.")
     context.log.error(notice.text)
     logger.error(notice.text)
 

@@ -3,9 +3,10 @@
 `dagster_stack` (session scope) creates two fresh PostgreSQL databases (the Dagster instance and
 the warehouse), a fresh DAGSTER_HOME holding the repository's own dagster.yaml and a fresh OWS_HOME
 with a demo source, starts `dagster-webserver` and `dagster-daemon` from the repository root and
-waits for `/server_info` and a loaded code location. Passwords are set for the warehouse and SMTP
-(trust authentication accepts them) so that tests can look for them where they must not appear.
-Failure notices go to a real SMTP server (aiosmtpd) whose inbox is `stack.inbox`.
+waits for `/server_info` and a loaded code location. Passwords are set for the warehouse (trust
+authentication accepts it) and for SMTP (set but unused: without a user and TLS no login is
+attempted) so that tests can look for them where they must not appear. Failure notices and weekly
+reports go to a real SMTP server (aiosmtpd) whose inbox is `stack.inbox`.
 
 Nothing here is skipped under CI=true: a missing PostgreSQL or Chromium fails the run.
 """
@@ -23,7 +24,6 @@ from ows_pipeline_tests.conftest import IN_CI, create_pg_database, drop_pg_datab
 from ows_pipeline_tests.e2e.stack import REPO_ROOT, VENV_BIN, DagsterStack, free_port, instance_env
 
 WAREHOUSE_PASSWORD = f"Wh-{uuid.uuid4().hex[:12]}-pw"
-SMTP_USER = "ows-notifier"
 SMTP_PASSWORD = f"Smtp-{uuid.uuid4().hex[:12]}-pw"
 SECRETS = (WAREHOUSE_PASSWORD, SMTP_PASSWORD)
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -48,16 +48,6 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope):
         self.messages.append(envelope)
         return "250 OK"
-
-
-def _smtp_authenticator(server, session, envelope, mechanism, auth_data):
-    from aiosmtpd.smtp import AuthResult, LoginPassword
-
-    ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == SMTP_USER and (
-        auth_data.password.decode() == SMTP_PASSWORD
-    )
-    # A failed AuthResult must say handled=False, or the client hangs until its timeout.
-    return AuthResult(success=ok, handled=False if not ok else True)
 
 
 DEMO_AS_OF = "2026-11-15T02:00:00+00:00"
@@ -91,7 +81,6 @@ def _stack_env(dagster_home: Path, ows_home: Path, instance_url: str, warehouse_
             "OWS_WAREHOUSE_PASSWORD": WAREHOUSE_PASSWORD,
             "OWS_SMTP_HOST": "127.0.0.1",
             "OWS_SMTP_PORT": str(smtp_port),
-            "OWS_SMTP_USER": SMTP_USER,
             "OWS_SMTP_PASSWORD": SMTP_PASSWORD,
             "OWS_SMTP_STARTTLS": "false",
             "OWS_REPORT_FROM": "ows@example.org",
@@ -118,9 +107,7 @@ def dagster_stack(tmp_path_factory):
 
     inbox = Inbox()
     smtp_port = free_port()
-    smtp = Controller(
-        inbox, hostname="127.0.0.1", port=smtp_port, authenticator=_smtp_authenticator, auth_require_tls=False
-    )
+    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     stack = DagsterStack(
         port=free_port(),

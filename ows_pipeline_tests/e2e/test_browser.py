@@ -59,7 +59,7 @@ def test_launch_one_week_from_the_ui_and_inspect_assets(dagster_stack, chromium_
     with chromium_page(chromium_path) as page:
         page.goto(f"{dagster_stack.url}/locations/{LOCATION}/jobs/{WEEKLY_JOB}")
         dismiss_welcome(page)
-        page.get_by_role("button", name=re.compile(r"^Materialize")).first.click()
+        page.get_by_text(re.compile(r"^Materialize all")).first.click()
         confirm = page.get_by_role("button", name="Confirm")
         try:
             confirm.wait_for(state="visible", timeout=3000)
