@@ -68,7 +68,8 @@ def _live_then_rebuilt(tmp_path, warehouse_url: str) -> None:
         live_run = job.execute_in_process(partition_key=WEEK, instance=instance, tags={"ows/week": WEEK})
         assert live_run.success
         done = {e.asset_key.to_user_string() for e in live_run.get_asset_materialization_events()}
-        assert {"raw_ows_workflow_run", "stg_ows_workflow_run", "fct_workflow_run_weekly"} <= done
+        assert {"raw_ows_workflow_run", "stg_ows_workflow_run", "dim_workflow", "fct_workflow_run_weekly",
+                "ows_weekly_report"} <= done
         live = _week_rows(warehouse)
         assert live and {r["status"] for r in live} >= {"COMPLETE"}
         assert all(r["workflow_sk"] is not None and r["project_code"] for r in live)  # dimensions joined
