@@ -222,29 +222,27 @@ def _value_text(v) -> str:
     return _value_text(str(v))
 
 
-def _column_text(s: pd.Series) -> pd.Series:
+def _column_text(s: pd.Series) -> list[str]:
     import pandas as pd
     kind = s.dtype.kind
     if kind in "iu":
-        return s.astype("int64").astype(str)
+        return [str(v) for v in s.tolist()]
     if kind == "b" and not isinstance(s.dtype, pd.BooleanDtype):
-        return s.map({True: "t", False: "f"})
-    if isinstance(s.dtype, pd.StringDtype) or pd.api.types.is_string_dtype(s.dtype) and kind != "O":
-        text = s.str.len().astype("Int64").astype(str) + ":" + s
-        return text.fillna(NULL_TOKEN).astype(str)
-    return pd.Series([_value_text(v) for v in s.tolist()], index=s.index, dtype=object)
+        return ["t" if v else "f" for v in s.tolist()]
+    strings = isinstance(s.dtype, pd.StringDtype) or (pd.api.types.is_string_dtype(s.dtype) and kind != "O")
+    if strings or (kind == "O" and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")):
+        null = NULL_TOKEN
+        return [null if v is None or v != v else f"{len(v)}:{v}" for v in s.astype(object).tolist()]
+    return [_value_text(v) for v in s.tolist()]
 
 
 def row_hashes(frame: pd.DataFrame, tracked: Sequence[str]) -> list[str]:
     """md5 hex per row over the typed, normalised `tracked` columns (in that order), NULL-safe."""
     if len(frame) == 0:
         return []
-    joined = None
-    for col in tracked:
-        text = _column_text(frame[col])
-        joined = text if joined is None else joined + "\x1f" + text
+    columns = [_column_text(frame[col]) for col in tracked]
     md5 = hashlib.md5
-    return [md5(s.encode()).hexdigest() for s in joined.tolist()]
+    return [md5("\x1f".join(parts).encode()).hexdigest() for parts in zip(*columns)]
 
 
 # --------------------------------------------------------------------------- input
@@ -334,9 +332,11 @@ def _lock(conn: sa.Connection, spec: DimensionSpec) -> None:
     if dialect == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": dimension_lock_id(spec.name)})
     elif dialect == "sqlite":
-        dbapi = conn.connection.dbapi_connection
-        if not dbapi.in_transaction:
-            # pysqlite begins lazily (and DEFERRED); take the write lock up front instead.
+        if not conn.in_transaction():
+            # The warehouse engine's begin hook emits BEGIN IMMEDIATE (ows_pipeline.resources).
+            conn.begin()
+        if not conn.connection.dbapi_connection.in_transaction:
+            # A plain pysqlite engine begins lazily (and DEFERRED); take the write lock up front instead.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -446,6 +446,7 @@ def _stage_rows(conn: sa.Connection, stage: sa.Table, frame: pd.DataFrame) -> No
 
 def _copy_frame(conn: sa.Connection, table: sa.Table, columns: list[str], frame: pd.DataFrame) -> None:
     """COPY a DataFrame as CSV (much faster than value-by-value text for a million rows)."""
+    import numpy as np
     import pandas as pd
     import io
 
@@ -455,9 +456,10 @@ def _copy_frame(conn: sa.Connection, table: sa.Table, columns: list[str], frame:
         if s.dtype.kind == "f" and isinstance(table.c[col].type, sa.Integer):
             out[col] = s.astype("Int64")
         elif s.dtype.kind == "M":
-            if getattr(s.dt, "tz", None) is None:
-                s = s.dt.tz_localize("UTC")
-            out[col] = s.dt.strftime("%Y-%m-%d %H:%M:%S.%f+00")
+            if getattr(s.dt, "tz", None) is not None:
+                s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+            text = pd.Series(np.datetime_as_string(s.to_numpy(dtype="datetime64[us]"), unit="us"), index=s.index)
+            out[col] = (text + "+00").where(s.notna(), None)
         elif s.dtype.kind == "O":
             if any(isinstance(v, dt.datetime) for v in s.head(50).tolist()):
                 out[col] = [None if v is None or v is pd.NaT else as_utc(v).isoformat() for v in s.tolist()]
