@@ -44,7 +44,7 @@ def _dimension_asset(spec: DimensionSpec) -> dg.AssetsDefinition:
         from ows_pipeline.dimensions.scd2 import invariant_violations
 
         engine = warehouse.get_engine()
-        load = build_dimension(engine, spec, run_id=context.run_id)
+        load = build_dimension(engine, spec)
         metadata: dict = {
             "staging_table": load.staging_table,
             "staged_batch": load.staged_batch or "",

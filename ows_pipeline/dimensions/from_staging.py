@@ -75,7 +75,7 @@ def read_staged(conn: sa.Connection, spec: DimensionSpec) -> pd.DataFrame:
     return pd.DataFrame(result.all(), columns=list(result.keys()), dtype=object)
 
 
-def build_dimension(engine: sa.Engine, spec: DimensionSpec, run_id: Optional[str] = None) -> DimensionLoad:
+def build_dimension(engine: sa.Engine, spec: DimensionSpec) -> DimensionLoad:
     """Merge the staged full extract into `spec`'s dimension. An empty staging table merges nothing
     (an empty extract is far more likely a failed load than every entity deleted)."""
     stg = staging_table_for(spec)
