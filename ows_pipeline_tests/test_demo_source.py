@@ -26,12 +26,14 @@ def _naive(value):
     return value
 
 
-def dump(url: str) -> dict[str, list[tuple]]:
-    """Every OWS table ordered by its key, timestamps as naive UTC."""
+def dump(url: str, names: tuple[str, ...] | None = None) -> dict[str, list[tuple]]:
+    """Every OWS table (or those named) ordered by its key, timestamps as naive UTC."""
     engine = sa.create_engine(url)
     out = {}
     with engine.connect() as conn:
         for table in metadata.sorted_tables:
+            if names and table.name not in names:
+                continue
             rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
             out[table.name] = [tuple(_naive(v) for v in row) for row in rows]
     engine.dispose()
@@ -224,11 +226,12 @@ def test_late_commit_shows_an_update_older_than_the_previous_as_of(sqlite_url):
 
 
 def test_reference_data_changes_over_weeks(sqlite_url):
-    generate_demo(sqlite_url, weeks=1, as_of=dt.datetime(2026, 6, 1, 12), runs_per_day=10, projects=8,
+    generate_demo(sqlite_url, weeks=1, as_of=dt.datetime(2026, 6, 1, 12), runs_per_day=2, projects=8,
                   feeds_per_project=5, workflows_per_project=2)
     snapshots = []
+    reference = ("ows_project", "ows_feed", "ows_match_process", "ows_workflow")
     for _ in range(14):
-        snapshots.append({name: {r[0]: r for r in rows} for name, rows in dump(sqlite_url).items()})
+        snapshots.append({name: {r[0]: r for r in rows} for name, rows in dump(sqlite_url, reference).items()})
         advance_demo(sqlite_url)
     flag = {"ows_project": 5, "ows_feed": 7, "ows_match_process": 8}
     for table in ("ows_project", "ows_feed", "ows_match_process"):

@@ -12,6 +12,7 @@ The parameters and the as-of time are kept in `ows_demo_state` (not part of the 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import queue
 import sys
@@ -301,6 +302,14 @@ def _row_counts(engine: sa.Engine) -> dict[str, int]:
 # values in the form each database takes fastest
 
 
+@functools.lru_cache(maxsize=1)
+def _times_of_day() -> np.ndarray:
+    """'HH:MM:SS' of every second of a day, as bytes rows."""
+    return np.array([f"{x // 3600:02d}:{x // 60 % 60:02d}:{x % 60:02d}" for x in range(DAY)], dtype="S8").view(
+        np.uint8
+    ).reshape(-1, 8)
+
+
 class _Values:
     """Columns to row values: strings SQLAlchemy would write (SQLite, PostgreSQL), objects elsewhere."""
 
@@ -310,11 +319,7 @@ class _Values:
         suffix = ".000000" if dialect == "sqlite" else "+00"
         self._suffix = np.frombuffer(suffix.encode(), dtype=np.uint8)
         self._sep = ord(" ")
-        self._times = (
-            np.array([f"{x // 3600:02d}:{x // 60 % 60:02d}:{x % 60:02d}" for x in range(DAY)], dtype="S8")
-            .view(np.uint8)
-            .reshape(-1, 8)
-        )
+        self._times = _times_of_day()
         self._day0 = 0
         self._dates = np.zeros((0, 10), dtype=np.uint8)
 
