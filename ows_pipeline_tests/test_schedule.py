@@ -226,3 +226,25 @@ def test_every_sunday_tick_of_two_years_asks_for_the_week_that_just_ended():
         seen.append(week.key)
         sunday += dt.timedelta(days=7)
     assert len(seen) == len(set(seen)) == 104
+
+
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("OWS_FIRST_WEEK", "2025-01-06", "OWS_FIRST_WEEK='2025-01-06' is a Monday; weeks start on Sunday: use 2025-01-05."),
+        ("OWS_FIRST_WEEK", "Jan 2025", "OWS_FIRST_WEEK='Jan 2025' is not a date"),
+        ("OWS_TIMEZONE", "Europe/Londn", "OWS_TIMEZONE='Europe/Londn' is not a known time zone"),
+    ],
+)
+def test_week_settings_that_cannot_work_stop_the_load_with_the_fix(setting, value, message):
+    env = {**os.environ, setting: value}
+    result = subprocess.run([sys.executable, "-c", "import ows_pipeline.partitions"], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_first_week_follows_ows_first_week():
+    env = {**os.environ, "OWS_FIRST_WEEK": "2026-03-01"}
+    code = "from ows_pipeline.partitions import weekly_partitions as p; print(p.get_first_partition_key())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "2026-03-01"
