@@ -404,7 +404,10 @@ class DaySimulator:
             params.history_start, until,
         )
         self.versions = self.ref.version_arrays()
-        self.subjects = {sid: subject for v in self.ref.versions for sid, subject in zip(v.step_ids, v.subjects)}
+        # feed or process code of every step, by step id, for error messages
+        self.subjects = np.full(max((sid for v in self.ref.versions for sid in v.step_ids), default=0) + 1, None, object)
+        for version in self.ref.versions:
+            self.subjects[version.step_ids] = version.subjects
         self.next_run_id = 1
 
     def day(self, day: int) -> DayRuns:

@@ -94,6 +94,15 @@ ERRORS = {
 }
 
 
+# the error catalogue flattened: ERRORS[(type, kind)] is ERROR_LIST[first : first + count]
+ERROR_LIST = [error for key in sorted(ERRORS) for error in ERRORS[key]]
+_ERROR_FIRST = np.zeros((4, 4), dtype=np.int64)
+_ERROR_COUNT = np.zeros((4, 4), dtype=np.int64)
+for _at, _key in enumerate(sorted(ERRORS)):
+    _ERROR_FIRST[_key] = sum(len(ERRORS[k]) for k in sorted(ERRORS)[:_at])
+    _ERROR_COUNT[_key] = len(ERRORS[_key])
+
+
 def _group_tables():
     groups = {}
     for step_type in (LOAD, MATCH, FUNCTION, NOTICE):
@@ -134,8 +143,7 @@ class DayRuns:
     cell_first: np.ndarray  # index of the cell's first transition
     cell_count: np.ndarray
     cell_user: np.ndarray  # index into users, -1: none
-    cell_error: np.ndarray  # index into the error list of the cell, -1: none
-    cell_error_list: list  # per cell: list of (name, message template) or None
+    cell_error: np.ndarray  # index into ERROR_LIST, -1: none
     cell_subject: np.ndarray  # object: feed or process code for messages
     # one entry per transition, grouped by cell, in time order within a run
     tr_cell: np.ndarray
@@ -174,7 +182,7 @@ def simulate_runs(
     begin: np.ndarray,
     code_volume: np.ndarray,
     risk: np.ndarray,
-    subjects: dict,
+    subjects: np.ndarray,
     n_users: int,
 ) -> dict:
     """Draw the life of runs of workflow codes `code` starting at `begin` (arrays of equal length)."""
@@ -290,14 +298,10 @@ def simulate_runs(
     cell_user = np.where(needs_user, user.ravel()[cells], -1)
     error_kind = np.where(cell_kind == _TMO, _TMO, _EXC)
     has_error = np.isin(_T_STATUS[cell_template], ERROR).any(axis=1)
-    error_lists = [
-        ERRORS.get((int(t), int(e))) if h else None for t, e, h in zip(cell_type.tolist(), error_kind.tolist(), has_error.tolist())
-    ]
     pick = draws_cell["error"].ravel()[cells]
-    cell_error = np.array(
-        [int(p * len(lst)) if lst else -1 for p, lst in zip(pick.tolist(), error_lists)], dtype=np.int64
-    )
-    cell_subject = np.array([subjects[i] for i in step_ids.ravel()[cells].tolist()], dtype=object)
+    first, count = _ERROR_FIRST[cell_type, error_kind], _ERROR_COUNT[cell_type, error_kind]
+    cell_error = np.where(has_error & (count > 0), first + np.floor(pick * count).astype(np.int64), -1)
+    cell_subject = subjects[step_ids.ravel()[cells]]
 
     return {
         "workflow_id": versions["workflow_id"][v],
@@ -317,7 +321,6 @@ def simulate_runs(
         "cell_count": cell_count,
         "cell_user": cell_user,
         "cell_error": cell_error,
-        "cell_error_list": error_lists,
         "cell_subject": cell_subject,
         "tr_cell": tr_cell,
         "tr_from": prev,
@@ -348,7 +351,7 @@ def simulate_day(
     code_weights: np.ndarray,
     code_volume: np.ndarray,
     code_risk: np.ndarray,
-    subjects: dict,
+    subjects: np.ndarray,
     n_users: int,
 ) -> DayRuns:
     """Every run of business day `day` (days since the epoch), reruns of its failures included."""
@@ -395,10 +398,7 @@ def _merge(a: dict, b: dict, n_a: int, run_id, code, parent_run_id, keys, day, b
     shift = {"cell_run": n_a, "cell_first": trs_a, "tr_cell": cells_a, "run_first_tr": trs_a}
     merged = {}
     for name in a:
-        if name == "cell_error_list":
-            merged[name] = a[name] + b[name]
-        else:
-            merged[name] = np.concatenate([a[name], b[name] + shift[name] if name in shift else b[name]])
+        merged[name] = np.concatenate([a[name], b[name] + shift[name] if name in shift else b[name]])
     return DayRuns(
         run_id=run_id, code=code, parent_run_id=parent_run_id, run_key=keys, business_day=day, begin=begin, **merged
     )
@@ -475,10 +475,9 @@ def project_steps(day: DayRuns, as_of: int, users: list[str]) -> StepsView:
     error_message = np.full(len(cells), None, dtype=object)
     for i in np.flatnonzero(in_error).tolist():
         cell = int(cells[i])
-        lst = day.cell_error_list[cell]
-        if not lst:
+        if day.cell_error[cell] < 0:
             continue
-        name, template = lst[int(day.cell_error[cell])]
+        name, template = ERROR_LIST[int(day.cell_error[cell])]
         run = int(day.cell_run[cell])
         error_name[i] = name
         error_message[i] = template.format(
