@@ -34,7 +34,7 @@ query RunEvents($runId: ID!, $after: String) {
           }
         }
         ... on AssetCheckEvaluationEvent {
-          evaluation { checkName success assetKey { path }
+          evaluation { checkName success severity assetKey { path }
             metadataEntries { label ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } }
         }
       }

@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from ows_pipeline.source.schema import SOURCE_TABLES
-from ows_pipeline_tests.e2e.queries import SENSORS, all_run_events, run_record
+from ows_pipeline_tests.e2e.conftest import DEMO_WEEK, require
+from ows_pipeline_tests.e2e.queries import ASSET_NODES, SENSORS, all_run_events, run_record
 from ows_pipeline_tests.e2e.stack import ASSET_JOB, LOCATION, REPOSITORY
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -135,3 +136,62 @@ def test_failing_run_is_reported_with_its_error_and_notified(dagster_stack):
     assert notices, "no failure email arrived\n" + dagster_stack.logs()
     body = notices[0].content.decode(errors="replace")
     assert "extract_ows_tables" in body
+
+
+WEEKLY_JOB = "ows_weekly_job"
+WEEKLY_TABLES = ("stg_ows_workflow_run", "dim_project", "dim_feed", "dim_match_process", "dim_workflow")
+
+
+def test_weekly_job_for_one_week(dagster_stack):
+    """The whole pipeline for one week through the API: tables, checks, the workbook and its email."""
+    client = dagster_stack.client()
+    jobs = dagster_stack.graphql(
+        """{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"""
+    )["repositoriesOrError"]["nodes"]
+    require(any(j["name"] == WEEKLY_JOB for n in jobs for j in n["jobs"]), f"{WEEKLY_JOB} is not in the code location")
+    run_id = client.submit_job_execution(
+        WEEKLY_JOB, repository_location_name=LOCATION, repository_name=REPOSITORY,
+        tags={"dagster/partition": DEMO_WEEK},
+    )
+    assert dagster_stack.wait_for_run(run_id, timeout=900) == "SUCCESS", dagster_stack.logs()
+
+    engine = dagster_stack.warehouse_engine()
+    try:
+        with engine.connect() as conn:
+            for table in WEEKLY_TABLES:
+                assert conn.execute(sa.text(f"select count(*) from {table}")).scalar_one() > 0, table
+            fact_rows = conn.execute(
+                sa.text("select count(*) from fct_workflow_run_weekly where week_start = :w"), {"w": DEMO_WEEK}
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert fact_rows > 0
+
+    events = all_run_events(dagster_stack, run_id)
+    evaluations = [e["evaluation"] for e in events if e["__typename"] == "AssetCheckEvaluationEvent"]
+    declared = {
+        ("/".join(n["assetKey"]["path"]), c["name"])
+        for n in dagster_stack.graphql(ASSET_NODES)["assetNodes"]
+        for c in (n["assetChecksOrError"] or {}).get("checks", [])
+        if n["groupName"] in ("ows_staging", "ows_dimensions", "ows_facts", "ows_reports")
+    }
+    evaluated = {("/".join(e["assetKey"]["path"]), e["checkName"]) for e in evaluations}
+    assert declared and declared <= evaluated, sorted(declared - evaluated)
+    failed_errors = [e for e in evaluations if not e["success"] and e["severity"] == "ERROR"]
+    assert not failed_errors, failed_errors
+
+    materialized = {
+        "/".join(e["assetKey"]["path"]): {m["label"]: m for m in e["metadataEntries"]}
+        for e in events
+        if e["__typename"] == "MaterializationEvent"
+    }
+    report = dagster_stack.ows_home / "reports" / f"ows_weekly_{DEMO_WEEK}.xlsx"
+    assert report.is_file() and report.stat().st_size > 0
+    assert materialized["ows_weekly_report"]["path"]["path"] == str(report)
+    assert materialized["fct_workflow_run_weekly"]["dagster/row_count"]["intValue"] == fact_rows
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        DEMO_WEEK.encode() in m.content and b"weekly report" in m.content for m in dagster_stack.inbox.messages
+    ):
+        time.sleep(1)
+    assert any(DEMO_WEEK.encode() in m.content for m in dagster_stack.inbox.messages), "no report email"
