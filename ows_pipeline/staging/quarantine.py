@@ -216,6 +216,8 @@ def _delete_keys(conn: sa.Connection, table: sa.Table, keys: pd.DataFrame) -> No
     temp.create(conn)
     try:
         write_frame(conn, name, keys, {c: "int" for c in keys.columns})
+        # without an index the correlated EXISTS probes the whole key table for every staged row
+        sa.Index(f"ix_{name}", *temp.c).create(conn)
         match = sa.and_(*(table.c[c] == temp.c[c] for c in keys.columns))
         conn.execute(sa.delete(table).where(sa.exists(sa.select(sa.literal(1)).select_from(temp).where(match))))
     finally:
