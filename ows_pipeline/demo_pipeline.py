@@ -59,7 +59,7 @@ def run_demo(weeks: int = 4, history_weeks: int = 12, seed: int = 42, log=print,
     reports: list[Path] = []
     with dg.DagsterInstance.get() as instance:
         for i, key in enumerate(keys):
-            as_of = week_run_time(key, settings.timezone)
+            as_of = min(week_run_time(key, settings.timezone), dt.datetime.now(dt.timezone.utc))
             started = time.perf_counter()
             if i == 0:
                 log(f"Generating the demo OWS source: {history_weeks} weeks of history up to {as_of:%Y-%m-%d %H:%M} UTC")

@@ -33,6 +33,9 @@ warnings.filterwarnings(
 ows_weekly_job = dg.define_asset_job(
     name="ows_weekly_job",
     selection=dg.AssetSelection.groups(*WEEKLY_GROUPS),
+    # One process for the whole run: the steps are database-bound, and each extra process would
+    # pay the start-up and the Great Expectations import again.
+    executor_def=dg.in_process_executor,
     description=(
         "The whole pipeline for one week: raw extracts, staging, dimensions (unpartitioned, refreshed "
         "as they are), then the week's fct_workflow_run_weekly, ows_weekly_report and its email."
