@@ -1,6 +1,7 @@
 """The `ows-pipeline` command line: `ows-pipeline <command> [options]`.
 
 Commands:
+  demo          build the demo source and run the weekly pipeline on it for the last weeks
   demo-source   write (or advance) the demo OWS source database
 """
 
@@ -89,10 +90,34 @@ def _demo_source(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_parser(commands) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="build the demo source and run the weekly pipeline for the last weeks (what `make demo` runs)",
+        description=(
+            "Generate the demo OWS source, then for each of the last WEEKS complete weeks advance it to "
+            "Sunday 02:00 and run ows_weekly_job for the week just ended, as the schedule would. Uses the "
+            "embedded default (OWS_HOME); the demo source and warehouse SQLite files there are rebuilt."
+        ),
+    )
+    parser.add_argument("--weeks", type=int, default=4, help="weekly runs to make (default 4)")
+    parser.add_argument("--history-weeks", type=int, default=12, help="source history before them (default 12)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed of the demo source (default 42)")
+    parser.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ows_pipeline.demo_pipeline import run_demo
+
+    run_demo(weeks=args.weeks, history_weeks=args.history_weeks, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ows-pipeline", description="OWS pipeline tools.")
     commands = parser.add_subparsers(dest="command", metavar="command")
     commands.required = True
+    _demo_parser(commands)
     _demo_source_parser(commands)
     return parser
 

@@ -32,7 +32,9 @@ def _default_file(url: str, home: Path) -> Path | None:
     return None
 
 
-def run_demo(weeks: int = 4, history_weeks: int = 12, seed: int = 42, log=print, **sizes) -> list[Path]:
+def run_demo(
+    weeks: int = 4, history_weeks: int = 12, seed: int = 42, log=print, log_level: str = "INFO", **sizes
+) -> list[Path]:
     """Generate the demo source and run `ows_weekly_job` for the last `weeks` complete weeks.
 
     Returns the report files written. Only SQLite files under OWS_HOME are reset.
@@ -72,7 +74,11 @@ def run_demo(weeks: int = 4, history_weeks: int = 12, seed: int = 42, log=print,
                 advance_demo(settings.source_url, as_of)
             log(f"Running ows_weekly_job for the week starting {key} ...")
             result = job.execute_in_process(
-                partition_key=key, instance=instance, tags={"ows/trigger": "demo"}, raise_on_error=False
+                partition_key=key,
+                instance=instance,
+                tags={"ows/trigger": "demo"},
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                raise_on_error=False,
             )
             if not result.success:
                 failures = [e.message for e in result.all_events if e.is_failure]
