@@ -24,19 +24,20 @@ system-deps:  ## Chromium for the browser tests (Debian package), when missing a
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-demo: install  ## build the demo source and run the weekly pipeline on the embedded default
+$(DAGSTER_HOME)/dagster.yaml:  ## the embedded instance: SQLite run storage under OWS_HOME
 	@mkdir -p $(DAGSTER_HOME)
+	@printf '# Embedded default instance: runs, events and schedules in SQLite in this folder.\ntelemetry:\n  enabled: false\n' > $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml  ## build the demo source and run the weekly pipeline on the embedded default
 	$(BIN)/ows-pipeline demo
 
 test: install system-deps  ## the whole test suite (PostgreSQL at 127.0.0.1:5432, Chromium)
 	$(BIN)/python -m pytest -q ows_pipeline_tests
 
-dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000
-	@mkdir -p $(DAGSTER_HOME)
+dev: install $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI and daemon on http://127.0.0.1:3000
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-validate: install
-	@mkdir -p $(DAGSTER_HOME)
+validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench: install  ## all benchmarks at their default (small) sizes

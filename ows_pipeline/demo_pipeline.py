@@ -46,7 +46,10 @@ def run_demo(
 
     settings = Settings.from_env()
     os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    instance_yaml = Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.parent.mkdir(parents=True, exist_ok=True)
+        instance_yaml.write_text("# Embedded default instance: runs, events and schedules in SQLite here.\ntelemetry:\n  enabled: false\n")
     for url in (settings.source_url, settings.warehouse_url):
         path = _default_file(url, settings.home)
         if path is not None and path.exists():
