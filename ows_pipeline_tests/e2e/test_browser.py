@@ -85,6 +85,7 @@ def test_launch_one_week_from_the_ui_and_inspect_assets(dagster_stack, chromium_
         status = dagster_stack.wait_for_run(run_id, timeout=600)
         page.reload()
         page.get_by_text("Success", exact=False).first.wait_for(state="visible", timeout=60_000)
+        page.get_by_text("Loading run logs").wait_for(state="hidden", timeout=60_000)
         screenshot(page, SHOTS, "03_run_succeeded")
         assert status == "SUCCESS", dagster_stack.logs()
         assert run_record(dagster_stack, run_id)["tags"]["dagster/partition"] == DEMO_WEEK
