@@ -248,3 +248,46 @@ def test_first_week_follows_ows_first_week():
     code = "from ows_pipeline.partitions import weekly_partitions as p; print(p.get_first_partition_key())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "2026-03-01"
+
+
+@pytest.mark.slow
+def test_job_backfill_from_the_cli_runs_through_the_daemon(tmp_path):
+    """`dagster job backfill` queues one run per week; `dagster-daemon` runs them (the UI's path)."""
+    import signal
+    import time
+
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = make_engine(url, role="warehouse")
+    load_inputs_as_of(engine, dt.datetime(2025, 8, 1, tzinfo=dt.timezone.utc))
+    location = tmp_path / "location.py"
+    location.write_text(
+        "import dagster as dg\n"
+        "import ows_pipeline.facts.defs as facts\n"
+        "import ows_pipeline.schedules as schedules\n"
+        "from ows_pipeline.resources import resources_from_env\n"
+        "defs = dg.Definitions.merge(facts.defs, schedules.defs, dg.Definitions(resources=resources_from_env()))\n"
+    )
+    (tmp_path / "dagster_home").mkdir()
+    env = {**os.environ, "OWS_WAREHOUSE_URL": url, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    bin_dir = os.path.dirname(sys.executable)
+    weeks = ["2025-05-25", "2025-06-01", "2025-06-08"]
+    subprocess.run(
+        [os.path.join(bin_dir, "dagster"), "job", "backfill", "-f", str(location), "-j", "ows_weekly_job",
+         "--from", weeks[0], "--to", weeks[-1], "--noprompt"],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )
+    daemon = subprocess.Popen(
+        [os.path.join(bin_dir, "dagster-daemon"), "run", "-f", str(location)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        built = set()
+        while time.monotonic() < deadline and len(built) < len(weeks):
+            time.sleep(3)
+            with engine.connect() as conn:
+                built = set(conn.execute(sa.select(fct.c.week_start).distinct()).scalars())
+    finally:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait()
+    assert built == {dt.date.fromisoformat(w) for w in weeks}
