@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -106,6 +107,13 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ows_bench_week_"))
+    try:
+        run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, work: Path) -> None:
     source_url = f"sqlite:///{work / 'ows.db'}"
     started = time.perf_counter()
     summary = generate_demo(source_url, runs_per_day=args.runs_per_day, weeks=args.weeks, as_of=AS_OF)
