@@ -268,6 +268,37 @@ def test_changes_lists_added_changed_retired_reactivated_and_run_state_changes(e
     assert summary["Project changed"] == summary["Project added"] == summary["Project retired"] == 1
 
 
+def test_changes_read_the_warehouse_dimension_tables(tmp_path):
+    """The Changes sheet against the dimension tables as the warehouse declares them (not a stand-in)."""
+    from ows_pipeline.resources import WarehouseResource
+
+    engine = WarehouseResource(url=f"sqlite:///{tmp_path / 'wh.db'}").get_engine()
+    if not sa.inspect(engine).has_table("dim_workflow"):
+        pytest.skip("dim_workflow is not declared in this warehouse")
+    standard_week(engine)
+    dim = sa.Table("dim_workflow", sa.MetaData(), autoload_with=engine)
+    t = lambda *a: dt.datetime(*a, tzinfo=UTC)  # noqa: E731
+    base = dict(workflow_id=7, project_id=1, workflow_code="WF07", version=1, begin_date=t(2026, 1, 1),
+                end_date=None, updated_at=t(2026, 1, 1), row_hash="h", is_deleted=False, batch_id="b")
+    versions = [
+        dict(base, workflow_sk=1, workflow_name="Old name", valid_from=t(2026, 1, 1), valid_to=t(2026, 11, 18, 9),
+             is_current=False),
+        dict(base, workflow_sk=2, workflow_name="New name", version=2, valid_from=t(2026, 11, 18, 9), valid_to=None,
+             is_current=True, updated_at=t(2026, 11, 18, 9)),
+    ]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(dim), [{k: v for k, v in row.items() if k in dim.c} for row in versions])
+    result = build_weekly_report(engine, week(), tmp_path / "r.xlsx")
+    sheet = load(result.path)["Changes"]
+    rows = [r[:9] for r in sheet.iter_rows(min_row=2, values_only=True) if r[0] == "Workflow"]
+    assert [(r[2], r[4], r[5], r[6], r[7]) for r in rows] == [
+        ("WF07", "changed", "version", "1", "2"),
+        ("WF07", "changed", "workflow_name", "Old name", "New name"),
+    ]
+    assert rows[0][8] == dt.datetime(2026, 11, 18, 9, 0)
+    assert not any("dim_workflow" in note for note in result.notes)
+
+
 def test_data_quality_sheet_counts_rejects_and_links_data_docs(engine, tmp_path):
     from ows_pipeline.warehouse.tables import data_errors, etl_batches
 
