@@ -59,7 +59,7 @@ def run_demo(
 
     from ows_pipeline.definitions import defs
 
-    job = defs.get_job_def("ows_weekly_job")
+    job = defs.resolve_job_def("ows_weekly_job")
     keys = weekly_partitions.get_partition_keys()[-weeks:]
     reports: list[Path] = []
     with dg.DagsterInstance.get() as instance:
@@ -79,7 +79,7 @@ def run_demo(
             result = job.execute_in_process(
                 partition_key=key,
                 instance=instance,
-                tags={"ows/trigger": "demo"},
+                tags={"ows/trigger": "manual"},
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
                 raise_on_error=False,
             )
