@@ -1,7 +1,6 @@
 """Dagster definitions of the reports domain: the weekly workbook and its delivery by email."""
 
 import datetime as dt
-import warnings
 
 import dagster as dg
 
@@ -146,11 +145,9 @@ def _data_docs(settings: Settings):
 def _latest_checks(context: dg.AssetExecutionContext, scan: int = 5000) -> list[list]:
     """(table, check, result, severity) of the latest evaluation of every asset check on record."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            records = context.instance.get_event_records(
-                dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=scan, ascending=False
-            )
+        records = context.instance.event_log_storage.get_event_records(
+            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=scan, ascending=False
+        )
     except Exception as error:  # noqa: BLE001 - the report does not depend on the run history being readable
         context.log.warning(f"Asset check results not read: {error}")
         return []
