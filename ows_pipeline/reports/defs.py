@@ -37,7 +37,7 @@ def _week(context: dg.AssetExecutionContext) -> ReportWeek:
     partitions_def=weekly_partitions,
     deps=[FACT],
     kinds={"excel"},
-    owners=["team:ows-reporting"],
+    owners=["team:data-engineering"],
 )
 def ows_weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The weekly Excel workbook `OWS_REPORT_DIR/ows_weekly_<week>.xlsx`: Summary with KPIs and charts,
@@ -73,7 +73,7 @@ def ows_weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     partitions_def=weekly_partitions,
     deps=[ows_weekly_report],
     kinds={"email"},
-    owners=["team:ows-reporting"],
+    owners=["team:data-engineering"],
 )
 def ows_weekly_report_email(
     context: dg.AssetExecutionContext, smtp: SmtpResource, warehouse: WarehouseResource
