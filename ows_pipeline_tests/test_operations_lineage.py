@@ -48,3 +48,36 @@ def test_metadata_is_accepted_by_a_materialization():
     recorded = result.asset_materializations_for_node("stg_ows_project")[0].metadata
     assert isinstance(recorded["dagster/column_lineage"], dg.TableColumnLineageMetadataValue)
     assert {c.name for c in column_schema(stg).columns} == {c.name for c in stg.columns}
+
+
+def test_weekly_snapshot_lineage_names_real_columns():
+    """Every (asset, column) the snapshot's lineage names exists in that asset's table declaration."""
+    from ows_pipeline.dimensions.tables import DIMENSIONS
+    from ows_pipeline.facts.tables import fct_workflow_run_weekly
+    from ows_pipeline.operations.lineage import WEEKLY_SNAPSHOT_LINEAGE, weekly_snapshot_metadata
+    from ows_pipeline.uploads.tables import ref_feed_sla
+
+    tables = {f"stg_{k}": t for k, t in STAGING_TABLES.items()}
+    tables.update({name: spec.table for name, spec in DIMENSIONS.items()})
+    tables["ref_feed_sla"] = ref_feed_sla
+    for column, deps in WEEKLY_SNAPSHOT_LINEAGE.items():
+        assert column in fct_workflow_run_weekly.columns, column
+        for asset, upstream_column in deps:
+            assert upstream_column in tables[asset].columns, (column, asset, upstream_column)
+    lineage = weekly_snapshot_metadata()["dagster/column_lineage"]
+    assert _deps(lineage, "project_sk") == {("dim_project", "project_sk")}
+    assert "batch_id" not in lineage.deps_by_column
+
+
+def test_dimension_and_staging_metadata():
+    from ows_pipeline.dimensions.tables import DIMENSIONS
+    from ows_pipeline.operations.lineage import dimension_metadata, staging_metadata
+    from ows_pipeline.uploads.tables import ref_project_metadata
+
+    project = dimension_metadata(DIMENSIONS["dim_project"].table)["dagster/column_lineage"]
+    assert _deps(project, "project_code") == {("stg_ows_project", "project_code")}
+    assert ("ref_project_metadata", "cost_centre") in _deps(project, "cost_centre")
+    assert "cost_centre" in ref_project_metadata.columns
+    assert "row_hash" not in project.deps_by_column
+    staged = staging_metadata("ows_feed")["dagster/column_lineage"]
+    assert _deps(staged, "feed_code") == {("raw_ows_feed", "feed_code")}

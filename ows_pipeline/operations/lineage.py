@@ -66,3 +66,70 @@ def table_metadata(
         "dagster/column_schema": column_schema(target),
         "dagster/column_lineage": column_lineage(target, upstream, extra),
     }
+
+
+def _pairs(asset: str, *columns: str) -> list[tuple[str, str]]:
+    return [(asset, c) for c in columns]
+
+
+RUN, HIST, STEP = "stg_ows_workflow_run", "stg_ows_run_step_history", "stg_ows_workflow_step"
+STATE_AS_OF_WEEK_END = _pairs(HIST, "to_status", "result_code", "changed_at") + _pairs(RUN, "status", "result_code")
+
+WEEKLY_SNAPSHOT_LINEAGE: dict[str, list[tuple[str, str]]] = {
+    **{c: _pairs(RUN, c) for c in ("run_id", "run_key", "parent_run_id", "workflow_id", "business_date",
+                                   "records_loaded", "matched_cnt", "suggested_cnt", "unmatched_cnt", "begin_date")},
+    "status": _pairs(HIST, "to_status") + _pairs(RUN, "status"),
+    "result_code": _pairs(HIST, "result_code") + _pairs(RUN, "result_code"),
+    "end_date": _pairs(HIST, "changed_at") + _pairs(RUN, "end_date"),
+    "reached_end_state": STATE_AS_OF_WEEK_END,
+    "is_failed": STATE_AS_OF_WEEK_END,
+    "is_break": STATE_AS_OF_WEEK_END,
+    "duration_minutes": _pairs(RUN, "begin_date", "end_date") + _pairs(HIST, "changed_at"),
+    "workflow_code": _pairs("dim_workflow", "workflow_code"),
+    "workflow_version": _pairs("dim_workflow", "version"),
+    "workflow_name": _pairs("dim_workflow", "workflow_name"),
+    "workflow_sk": _pairs("dim_workflow", "workflow_sk"),
+    "project_id": _pairs("dim_workflow", "project_id"),
+    "project_code": _pairs("dim_project", "project_code"),
+    "project_name": _pairs("dim_project", "project_name"),
+    "project_sk": _pairs("dim_project", "project_sk"),
+    "feed_id": _pairs(STEP, "feed_id"),
+    "feed_code": _pairs("dim_feed", "feed_code"),
+    "feed_name": _pairs("dim_feed", "feed_name"),
+    "feed_sk": _pairs("dim_feed", "feed_sk"),
+    "match_process_id": _pairs(STEP, "match_process_id"),
+    "process_code": _pairs("dim_match_process", "process_code"),
+    "process_name": _pairs("dim_match_process", "process_name"),
+    "match_process_sk": _pairs("dim_match_process", "match_process_sk"),
+    "sla_minutes": _pairs("ref_feed_sla", "sla_minutes"),
+    "sla_breached": _pairs("ref_feed_sla", "sla_minutes") + _pairs(RUN, "begin_date") + _pairs(HIST, "changed_at"),
+}
+"""Where each column of `fct_workflow_run_weekly` comes from (state as of the week's end is rebuilt
+from the step history; names and surrogate keys are the dimension versions valid at the week's end)."""
+
+
+def weekly_snapshot_metadata() -> dict:
+    """Column schema and lineage of `fct_workflow_run_weekly`."""
+    from ows_pipeline.facts.tables import fct_workflow_run_weekly
+
+    return table_metadata(fct_workflow_run_weekly, {}, WEEKLY_SNAPSHOT_LINEAGE)
+
+
+def staging_metadata(table_name: str) -> dict:
+    """Column schema and lineage of `stg_<table_name>` from `raw_<table_name>`."""
+    from ows_pipeline.staging.tables import STAGING_TABLES
+    from ows_pipeline.warehouse.tables import RAW_TABLES
+
+    return table_metadata(STAGING_TABLES[table_name], {f"raw_{table_name}": RAW_TABLES[table_name]})
+
+
+def dimension_metadata(dimension: sa.Table) -> dict:
+    """Column schema and lineage of a `dim_*` table from its staging table (`dim_feed` from `stg_ows_feed`)."""
+    from ows_pipeline.staging.tables import STAGING_TABLES
+
+    source = "ows_" + dimension.name.removeprefix("dim_")
+    upstream = {f"stg_{source}": STAGING_TABLES[source]}
+    extra = {}
+    if dimension.name == "dim_project":
+        extra = {c: [("ref_project_metadata", c)] for c in ("business_unit", "cost_centre", "owner")}
+    return table_metadata(dimension, upstream, extra)
