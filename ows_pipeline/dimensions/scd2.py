@@ -368,9 +368,11 @@ class _Temps:
     obs: sa.Table
     hist: sa.Table
     skip: sa.Table
+    diff: sa.Table
+    rows: sa.Table
 
     def all(self):
-        return [self.stage, self.changes, self.keys, self.obs, self.hist, self.skip]
+        return [self.stage, self.changes, self.keys, self.obs, self.hist, self.skip, self.diff, self.rows]
 
 
 def _temps(spec: DimensionSpec) -> _Temps:
@@ -407,7 +409,13 @@ def _temps(spec: DimensionSpec) -> _Temps:
         sa.Column("batch_id", sa.String(40)),
     )
     skip = _temp_table("_scd2_skip", *_copy_columns(spec, k))
-    return _Temps(stage, changes, keys, obs, hist, skip)
+    diff = _temp_table(
+        "_scd2_diff", *_copy_columns(spec, k), sa.Column("action", sa.String(1)), sa.Column("prev_sk", sa.BigInteger)
+    )
+    rows = _temp_table(
+        "_scd2_rows", *_copy_columns(spec, k + a), sa.Column("row_hash", sa.String(32)), sa.Column("_row_number", sa.BigInteger)
+    )
+    return _Temps(stage, changes, keys, obs, hist, skip, diff, rows)
 
 
 def _create_temps(conn: sa.Connection, temps: _Temps, spec: DimensionSpec) -> None:
@@ -420,6 +428,7 @@ def _create_temps(conn: sa.Connection, temps: _Temps, spec: DimensionSpec) -> No
     conn.exec_driver_sql(f"CREATE INDEX ix{temps.keys.name} ON {temps.keys.name} ({keys})")
     conn.exec_driver_sql(f"CREATE INDEX ix{temps.obs.name} ON {temps.obs.name} ({keys}, t)")
     conn.exec_driver_sql(f"CREATE INDEX ix{temps.hist.name} ON {temps.hist.name} ({keys}, valid_from)")
+    conn.exec_driver_sql(f"CREATE INDEX ix{temps.rows.name} ON {temps.rows.name} ({keys})")
 
 
 def _drop_temps(conn: sa.Connection, temps: _Temps) -> None:
@@ -433,7 +442,7 @@ def _analyze(conn: sa.Connection, table: sa.Table) -> None:
 
 
 def _stage_rows(conn: sa.Connection, stage: sa.Table, frame: pd.DataFrame) -> None:
-    columns = [c.name for c in stage.columns]
+    columns = [c.name for c in stage.columns if c.name in frame.columns]
     if len(frame) == 0:
         return
     if conn.dialect.name == "postgresql":
@@ -507,10 +516,36 @@ def _log_bound(spec: DimensionSpec, agg, version):
     )
 
 
-def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_of, last_full, batch_id: str):
-    """The in-order merge: classify, close, insert (tombstones included). Returns a list of statements."""
+def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool):
+    """In-order merge, step 1: the keys that are new, changed, back or gone (from the staged hashes)."""
     d = spec.table
-    s, c, seen = temps.stage, temps.changes, spec.seen_table
+    s, df = temps.stage, temps.diff
+    keys = spec.natural_key
+    cur = d.alias("cur")
+    action = sa.case((cur.c[keys[0]].is_(None), "N"), (cur.c.is_deleted, "R"), else_="C")
+    differs = (
+        sa.select(*[s.c[k] for k in keys], action, cur.c[spec.sk])
+        .select_from(s.outerjoin(cur, sa.and_(_key_match(cur, s, keys), cur.c.is_current)))
+        .where(sa.or_(cur.c[keys[0]].is_(None), cur.c.is_deleted, cur.c.row_hash != s.c.row_hash))
+    )
+    cols = list(keys) + ["action", "prev_sk"]
+    stmts = [df.insert().from_select(cols, differs)]
+    if full:
+        gone = sa.select(*[d.c[k] for k in keys], sa.literal("D"), d.c[spec.sk]).where(
+            d.c.is_current,
+            sa.not_(d.c.is_deleted),
+            ~sa.exists().where(_key_match(s, d, keys)),
+            ~sa.exists().where(_key_match(temps.skip, d, keys)),
+        )
+        stmts.append(df.insert().from_select(cols, gone))
+    return stmts
+
+
+def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_of, last_full, batch_id: str):
+    """In-order merge, step 2 (the full rows of the differing keys staged in `rows`): business
+    times, close, insert (tombstones included). Returns a list of statements."""
+    d = spec.table
+    s, c, seen, df = temps.rows, temps.changes, spec.seen_table, temps.diff
     keys = spec.natural_key
     t = sa.bindparam("t", as_of, type_=TS)
     cur = d.alias("cur")
@@ -530,37 +565,24 @@ def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_o
             log = scd2_batches
             last_observed_full = (
                 sa.select(sa.func.max(log.c.as_of))
-                .where(log.c.dimension == spec.name, log.c.is_full, _not_skipped(spec, s, log.c.as_of))
+                .where(log.c.dimension == spec.name, log.c.is_full, _not_skipped(spec, df, log.c.as_of))
                 .scalar_subquery()
             )
             conds.append(
                 sa.case(
                     (u > lf, sa.true()),
-                    (_not_skipped(spec, s, lf), sa.false()),
+                    (_not_skipped(spec, df, lf), sa.false()),
                     else_=sa.or_(last_observed_full.is_(None), u > last_observed_full),
                 )
             )
         vf = sa.case((sa.and_(*conds), u), else_=t)
-    action = sa.case((cur.c[keys[0]].is_(None), "N"), (cur.c.is_deleted, "R"), else_="C")
-    classify = (
-        sa.select(*[s.c[k] for k in keys], action, vf, cur.c[spec.sk])
-        .select_from(
-            s.outerjoin(cur, sa.and_(_key_match(cur, s, keys), cur.c.is_current)).outerjoin(
-                seen_max, _key_match(seen_max, s, keys)
-            )
-        )
-        .where(sa.or_(cur.c[keys[0]].is_(None), cur.c.is_deleted, cur.c.row_hash != s.c.row_hash))
+    classify = sa.select(*[df.c[k] for k in keys], df.c.action, vf, df.c.prev_sk).select_from(
+        df.outerjoin(s, _key_match(s, df, keys))
+        .outerjoin(cur, cur.c[spec.sk] == df.c.prev_sk)
+        .outerjoin(seen_max, _key_match(seen_max, df, keys))
     )
     cols = list(keys) + ["action", "valid_from", "prev_sk"]
     stmts = [c.insert().from_select(cols, classify)]
-    if full:
-        gone = sa.select(*[d.c[k] for k in keys], sa.literal("D"), t, d.c[spec.sk]).where(
-            d.c.is_current,
-            sa.not_(d.c.is_deleted),
-            ~sa.exists().where(_key_match(s, d, keys)),
-            ~sa.exists().where(_key_match(temps.skip, d, keys)),
-        )
-        stmts.append(c.insert().from_select(cols, gone))
     closing = sa.select(c.c.valid_from).where(c.c.prev_sk == d.c[spec.sk]).scalar_subquery()
     stmts.append(
         d.update()
@@ -950,15 +972,33 @@ def _merge(
     batch_id: str,
     stats: MergeStats,
 ):
+    import pandas as pd
+
     temps = _temps(spec)
     _create_temps(conn, temps, spec)
     _stage_rows(conn, temps.skip, skipped)
     stage_frame = frame.drop(columns=[c for c in frame.columns if c not in [c.name for c in temps.stage.columns]])
-    _stage_rows(conn, temps.stage, stage_frame)
-    _analyze(conn, temps.stage)
     last_any, last_full = _log_scalars(conn, spec)
-    if last_any is None or as_of > last_any:
+    in_order = last_any is None or as_of > last_any
+    if in_order and not spec.scd1:
+        # only keys and hashes for the comparison; full rows follow for the keys that differ
+        _stage_rows(conn, temps.stage, stage_frame[list(spec.natural_key) + ["row_hash", "_row_number"]])
+    else:
+        _stage_rows(conn, temps.stage, stage_frame)
+    _analyze(conn, temps.stage)
+    if in_order:
         stats.path = "in_order"
+        for stmt in fast_path_diff_statements(spec, temps, full=full):
+            conn.execute(stmt)
+        s, df = temps.stage, temps.diff
+        wanted = conn.execute(
+            sa.select(s.c._row_number)
+            .select_from(df.join(s, _key_match(s, df, spec.natural_key)))
+            .where(df.c.action.in_(["N", "C", "R"]))
+        ).scalars().all()
+        positions = pd.Index(stage_frame["_row_number"]).get_indexer(list(wanted))
+        _stage_rows(conn, temps.rows, stage_frame.iloc[positions])
+        _analyze(conn, temps.diff)
         stmts = fast_path_statements(spec, temps, full=full, as_of=as_of, last_full=last_full, batch_id=batch_id)
         for stmt in stmts:
             conn.execute(stmt)
