@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from ows_pipeline.source.schema import TS
 from ows_pipeline.warehouse.batches import new_batch_id, record_batch, utc_now
-from ows_pipeline.warehouse.bulk import as_utc, insert_rows
+from ows_pipeline.warehouse.bulk import _sqlite_value, as_utc, insert_rows
 from ows_pipeline.warehouse.tables import data_errors, etl_batches, metadata as warehouse_metadata
 
 if TYPE_CHECKING:
@@ -448,9 +448,41 @@ def _stage_rows(conn: sa.Connection, stage: sa.Table, frame: pd.DataFrame) -> No
     if conn.dialect.name == "postgresql":
         _copy_frame(conn, stage, columns, frame[columns])
         return
+    if conn.dialect.name == "sqlite":
+        _sqlite_executemany(conn, stage.name, columns, frame)
+        return
     data = frame[columns].astype(object)
     data = data.where(data.notna(), None)
     insert_rows(conn, stage.name, columns, list(data.itertuples(index=False, name=None)))
+
+
+def _sqlite_executemany(conn: sa.Connection, name: str, columns: list[str], frame: pd.DataFrame) -> None:
+    """executemany with column-wise conversion (timestamps as SQLAlchemy's SQLite text, NaN as NULL)."""
+    import numpy as np
+    import pandas as pd
+
+    values = []
+    for col in columns:
+        s = frame[col]
+        kind = s.dtype.kind
+        if kind == "M":
+            if getattr(s.dt, "tz", None) is not None:
+                s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+            text = np.char.replace(np.datetime_as_string(s.to_numpy(dtype="datetime64[us]"), unit="us"), "T", " ")
+            values.append([None if m else t for t, m in zip(text.tolist(), s.isna().tolist())])
+        elif kind in "iub":
+            values.append(s.tolist())
+        elif kind == "f":
+            values.append([None if v != v else v for v in s.tolist()])
+        else:
+            values.append([None if v is None or v is pd.NaT or (isinstance(v, float) and v != v) else _sqlite_value(v)
+                           for v in s.astype(object).tolist()])
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        marks = ", ".join("?" for _ in columns)
+        cursor.executemany(f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({marks})", list(zip(*values)))
+    finally:
+        cursor.close()
 
 
 def _copy_frame(conn: sa.Connection, table: sa.Table, columns: list[str], frame: pd.DataFrame) -> None:
@@ -999,6 +1031,7 @@ def _merge(
         positions = pd.Index(stage_frame["_row_number"]).get_indexer(list(wanted))
         _stage_rows(conn, temps.rows, stage_frame.iloc[positions])
         _analyze(conn, temps.diff)
+        _analyze(conn, temps.rows)
         stmts = fast_path_statements(spec, temps, full=full, as_of=as_of, last_full=last_full, batch_id=batch_id)
         for stmt in stmts:
             conn.execute(stmt)
