@@ -178,7 +178,7 @@ def test_a_demo_source_runs_on_its_simulated_clock(sqlite_url, sqlite_url_2):
     from ows_pipeline.source.demo import generate_demo
 
     as_of = dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.timezone.utc)
-    generate_demo(sqlite_url, seed=7, projects=2, feeds_per_project=2, workflows_per_project=2, runs_per_day=10, weeks=2, as_of=as_of)
+    generate_demo(sqlite_url, seed=7, projects=2, feeds_per_project=3, workflows_per_project=2, runs_per_day=10, weeks=2, as_of=as_of)
     warehouse = _warehouse(sqlite_url_2)
     result = extract_table(sa.create_engine(sqlite_url), warehouse, RUN, ExtractOptions(safety_delay=dt.timedelta(seconds=60)))
     assert result.as_of == as_of - dt.timedelta(seconds=60)
