@@ -1004,119 +1004,128 @@ def _merge(
     batch_id: str,
     stats: MergeStats,
 ):
-    import pandas as pd
-
+    already = _check_batch_id(conn, spec, batch_id, as_of, full)
     temps = _temps(spec)
     _create_temps(conn, temps, spec)
     _stage_rows(conn, temps.skip, skipped)
-    stage_frame = frame.drop(columns=[c for c in frame.columns if c not in [c.name for c in temps.stage.columns]])
+    stage_frame = frame[[c.name for c in temps.stage.columns if c.name in frame.columns]]
     last_any, last_full = _log_scalars(conn, spec)
-    in_order = last_any is None or as_of > last_any
-    if in_order and not spec.scd1:
-        # only keys and hashes for the comparison; full rows follow for the keys that differ
-        _stage_rows(conn, temps.stage, stage_frame[list(spec.natural_key) + ["row_hash", "_row_number"]])
+    if last_any is None or as_of > last_any:
+        _merge_in_order(conn, spec, temps, stage_frame, as_of, last_full, full, batch_id, stats)
     else:
-        _stage_rows(conn, temps.stage, stage_frame)
-    _analyze(conn, temps.stage)
-    if in_order:
-        stats.path = "in_order"
-        for stmt in fast_path_diff_statements(spec, temps, full=full):
-            conn.execute(stmt)
-        s, df = temps.stage, temps.diff
-        wanted = conn.execute(
-            sa.select(s.c._row_number)
-            .select_from(df.join(s, _key_match(s, df, spec.natural_key)))
-            .where(df.c.action.in_(["N", "C", "R"]))
-        ).scalars().all()
-        positions = pd.Index(stage_frame["_row_number"]).get_indexer(list(wanted))
-        _stage_rows(conn, temps.rows, stage_frame.iloc[positions])
-        _analyze(conn, temps.diff)
-        _analyze(conn, temps.rows)
-        stmts = fast_path_statements(spec, temps, full=full, as_of=as_of, last_full=last_full, batch_id=batch_id)
-        for stmt in stmts:
-            conn.execute(stmt)
-        c = temps.changes
-        counts = dict(
-            conn.execute(sa.select(c.c.action, sa.func.count()).group_by(c.c.action)).all()
-        )
-        stats.opened = counts.get("N", 0) + counts.get("C", 0) + counts.get("R", 0)
-        stats.closed = counts.get("C", 0) + counts.get("R", 0) + counts.get("D", 0)
-        stats.tombstoned = counts.get("D", 0)
-        stats.unchanged = len(frame) - stats.opened
-        if spec.scd1 and len(frame):
-            stats.scd1_updated = _count(
-                conn, scd1_statement(spec, temps.stage, spec.natural_key, spec.scd1, spec.scd1_scope)
-            )
-    else:
-        stats.path = "out_of_order"
-        stmts = out_of_order_statements(
-            spec, temps, full=full, as_of=as_of, batch_id=batch_id
-        )
-        counted = {}
-        for stmt in stmts:
-            if isinstance(stmt, tuple):
-                label, stmt = stmt
-                if label == "inserted":
-                    h, d = temps.hist, spec.table
-                    new = conn.execute(
-                        sa.select(h.c.is_deleted, sa.func.count())
-                        .where(~sa.exists().where(_key_match(d, h, spec.natural_key), d.c.valid_from == h.c.valid_from,
-                                                   d.c.is_deleted == h.c.is_deleted, d.c.row_hash == h.c.row_hash))
-                        .group_by(h.c.is_deleted)
-                    ).all()
-                    for deleted, n in new:
-                        counted["tombstoned" if deleted else "opened"] = n
-                counted[label] = _count(conn, stmt)
-            else:
-                conn.execute(stmt)
-        stats.opened = counted.get("opened", 0)
-        stats.tombstoned = counted.get("tombstoned", 0)
-        stats.closed = counted.get("removed", 0) + counted.get("reclosed", 0)
-        stats.unchanged = max(len(frame) - stats.opened, 0)
-        if spec.scd1 and spec.scd1_scope == "all" and len(frame):
-            cur = spec.table.alias("latest")
-            latest = (
-                sa.select(*[cur.c[k] for k in spec.natural_key], *[cur.c[c] for c in spec.scd1])
-                .where(cur.c.is_current)
-                .subquery()
-            )
-            stats.scd1_updated = _count(conn, scd1_statement(spec, latest, spec.natural_key, spec.scd1, "all"))
-    # the batch log: full batches observe every key; partial ones are remembered key by key
+        _merge_out_of_order(conn, spec, temps, stage_frame, as_of, full, batch_id, stats)
+    if not already:
+        _log_batch(conn, spec, temps, batch_id, as_of, full, stats.rows_in, observed=len(frame), skipped=len(skipped))
+    _drop_temps(conn, temps)
+
+
+def _check_batch_id(conn: sa.Connection, spec: DimensionSpec, batch_id: str, as_of, full: bool) -> bool:
+    """True when this very batch was merged before (a re-run); a reused id with another as-of is refused."""
+    log = scd2_batches
     logged = conn.execute(
-        sa.select(scd2_batches.c.as_of, scd2_batches.c.is_full).where(
-            scd2_batches.c.dimension == spec.name, scd2_batches.c.batch_id == batch_id
-        )
+        sa.select(log.c.as_of, log.c.is_full).where(log.c.dimension == spec.name, log.c.batch_id == batch_id)
     ).first()
     if logged is not None and (as_utc(logged.as_of) != as_of or bool(logged.is_full) != full):
         raise Scd2Error(
             f"{spec.name}: batch id {batch_id} was merged before with as-of {logged.as_of} "
             f"({'full' if logged.is_full else 'partial'}); give a different batch a new batch id."
         )
-    if logged is None:
-      conn.execute(
-        sa.insert(scd2_batches).values(
-            dimension=spec.name,
-            batch_id=batch_id,
-            as_of=as_of,
-            is_full=full,
-            rows_in=stats.rows_in,
-            merged_at=utc_now(),
-        )
-      )
-    # partial batches: the keys they observed; full batches: the keys they quarantined (not observed)
-    seen, keys = spec.seen_table, spec.natural_key
-    source = temps.stage if not full else temps.skip
-    if (len(frame) if not full else len(skipped)):
-        t = sa.bindparam("t", as_of, type_=TS)
-        conn.execute(
-            seen.insert().from_select(
-                list(keys) + ["as_of", "observed"],
-                sa.select(*[source.c[k] for k in keys], t, sa.literal(not full, sa.Boolean)).where(
-                    ~sa.exists().where(_key_match(seen, source, keys), seen.c.as_of == t)
-                ),
+    return logged is not None
+
+
+def _merge_in_order(conn, spec, temps: _Temps, stage_frame, as_of, last_full, full, batch_id, stats: MergeStats):
+    """The batch is newer than everything loaded: compare hashes, then close and open versions."""
+    import pandas as pd
+
+    stats.path = "in_order"
+    if spec.scd1:
+        _stage_rows(conn, temps.stage, stage_frame)  # SCD1 columns may change on unchanged keys
+    else:  # only keys and hashes for the comparison; full rows follow for the keys that differ
+        _stage_rows(conn, temps.stage, stage_frame[list(spec.natural_key) + ["row_hash", "_row_number"]])
+    _analyze(conn, temps.stage)
+    for stmt in fast_path_diff_statements(spec, temps, full=full):
+        conn.execute(stmt)
+    s, df = temps.stage, temps.diff
+    wanted = conn.execute(
+        sa.select(s.c._row_number)
+        .select_from(df.join(s, _key_match(s, df, spec.natural_key)))
+        .where(df.c.action.in_(["N", "C", "R"]))
+    ).scalars().all()
+    positions = pd.Index(stage_frame["_row_number"]).get_indexer(list(wanted))
+    _stage_rows(conn, temps.rows, stage_frame.iloc[positions])
+    _analyze(conn, temps.diff)
+    _analyze(conn, temps.rows)
+    for stmt in fast_path_statements(spec, temps, full=full, as_of=as_of, last_full=last_full, batch_id=batch_id):
+        conn.execute(stmt)
+    c = temps.changes
+    counts = dict(conn.execute(sa.select(c.c.action, sa.func.count()).group_by(c.c.action)).all())
+    stats.opened = counts.get("N", 0) + counts.get("C", 0) + counts.get("R", 0)
+    stats.closed = counts.get("C", 0) + counts.get("R", 0) + counts.get("D", 0)
+    stats.tombstoned = counts.get("D", 0)
+    stats.unchanged = len(stage_frame) - stats.opened
+    if spec.scd1 and len(stage_frame):
+        stats.scd1_updated = _count(conn, scd1_statement(spec, temps.stage, spec.natural_key, spec.scd1, spec.scd1_scope))
+
+
+def _merge_out_of_order(conn, spec, temps: _Temps, stage_frame, as_of, full, batch_id, stats: MergeStats):
+    """The batch is not newer than everything loaded: recompute the affected keys' history, apply the difference."""
+    stats.path = "out_of_order"
+    _stage_rows(conn, temps.stage, stage_frame)
+    _analyze(conn, temps.stage)
+    counted = {}
+    for stmt in out_of_order_statements(spec, temps, full=full, as_of=as_of, batch_id=batch_id):
+        if not isinstance(stmt, tuple):
+            conn.execute(stmt)
+            continue
+        label, stmt = stmt
+        if label == "inserted":
+            h, d = temps.hist, spec.table
+            same = sa.exists().where(
+                _key_match(d, h, spec.natural_key),
+                d.c.valid_from == h.c.valid_from,
+                d.c.is_deleted == h.c.is_deleted,
+                d.c.row_hash == h.c.row_hash,
             )
+            for deleted, n in conn.execute(
+                sa.select(h.c.is_deleted, sa.func.count()).where(~same).group_by(h.c.is_deleted)
+            ).all():
+                counted["tombstoned" if deleted else "opened"] = n
+        counted[label] = _count(conn, stmt)
+    stats.opened = counted.get("opened", 0)
+    stats.tombstoned = counted.get("tombstoned", 0)
+    stats.closed = counted.get("removed", 0) + counted.get("reclosed", 0)
+    stats.unchanged = max(len(stage_frame) - stats.opened, 0)
+    if spec.scd1 and spec.scd1_scope == "all" and len(stage_frame):
+        cur = spec.table.alias("latest")
+        latest = (
+            sa.select(*[cur.c[k] for k in spec.natural_key], *[cur.c[c] for c in spec.scd1])
+            .where(cur.c.is_current)
+            .subquery()
         )
-    _drop_temps(conn, temps)
+        stats.scd1_updated = _count(conn, scd1_statement(spec, latest, spec.natural_key, spec.scd1, "all"))
+
+
+def _log_batch(conn, spec, temps: _Temps, batch_id, as_of, full, rows_in, observed: int, skipped: int) -> None:
+    """The batch log: full batches observe every key (but the ones they quarantined); partial
+    batches are remembered key by key."""
+    conn.execute(
+        sa.insert(scd2_batches).values(
+            dimension=spec.name, batch_id=batch_id, as_of=as_of, is_full=full, rows_in=rows_in, merged_at=utc_now()
+        )
+    )
+    seen, keys = spec.seen_table, spec.natural_key
+    source = temps.skip if full else temps.stage
+    if (skipped if full else observed) == 0:
+        return
+    t = sa.bindparam("t", as_of, type_=TS)
+    conn.execute(
+        seen.insert().from_select(
+            list(keys) + ["as_of", "observed"],
+            sa.select(*[source.c[k] for k in keys], t, sa.literal(not full, sa.Boolean)).where(
+                ~sa.exists().where(_key_match(seen, source, keys), seen.c.as_of == t)
+            ),
+        )
+    )
 
 
 def apply_scd1(
