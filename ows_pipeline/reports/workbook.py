@@ -760,6 +760,11 @@ def _num_cache(values: Sequence[float]) -> str:
     return f'<c:numCache><c:formatCode>General</c:formatCode><c:ptCount val="{len(values)}"/>{pts}</c:numCache>'
 
 
+# Explicit series colours: the workbook carries no theme, and without one some readers
+# (LibreOffice among them) draw theme-coloured series invisible.
+SERIES_COLOURS = ("4472C4", "ED7D31", "A5A5A5", "FFC000", "5B9BD5", "70AD47", "264478", "9E480E", "636363", "997300")
+
+
 def _chart_xml(chart: Chart, sheet: str) -> str:
     def ref(cells: str) -> str:
         return xml_escape(sheet_ref(sheet, cells))
@@ -770,10 +775,14 @@ def _chart_xml(chart: Chart, sheet: str) -> str:
             f'<c:ser><c:idx val="{i}"/><c:order val="{i}"/>',
             f"<c:tx><c:strRef><c:f>{ref(name_ref)}</c:f>{_str_cache([name])}</c:strRef></c:tx>",
         ]
+        colour = f'<a:solidFill><a:srgbClr val="{SERIES_COLOURS[i % len(SERIES_COLOURS)]}"/></a:solidFill>'
         if chart.kind == "bar":
-            parts.append('<c:invertIfNegative val="0"/>')
+            parts.append(f'<c:spPr>{colour}</c:spPr><c:invertIfNegative val="0"/>')
         else:
-            parts.append('<c:marker><c:symbol val="circle"/><c:size val="5"/></c:marker>')
+            parts.append(
+                f'<c:spPr><a:ln w="22225">{colour}</a:ln></c:spPr>'
+                f'<c:marker><c:symbol val="circle"/><c:size val="5"/><c:spPr>{colour}</c:spPr></c:marker>'
+            )
         parts.append(f"<c:cat><c:strRef><c:f>{ref(chart.cat_ref)}</c:f>{_str_cache(chart.categories)}</c:strRef></c:cat>")
         parts.append(f"<c:val><c:numRef><c:f>{ref(values_ref)}</c:f>{_num_cache(values)}</c:numRef></c:val>")
         if chart.kind == "line":
