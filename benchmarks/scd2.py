@@ -127,7 +127,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def run_ours(engine: sa.Engine, initial: pd.DataFrame, delta: pd.DataFrame) -> dict:
+def run_ours(engine: sa.Engine, initial: pd.DataFrame, delta: pd.DataFrame, late: pd.DataFrame | None = None) -> dict:
     fresh_tables(engine)
     times = {"initial": timed(lambda: merge_scd2(engine, SPEC, initial, T0, batch_id=f"i-{uuid.uuid4().hex[:8]}"))}
     stats = {}
@@ -140,6 +140,12 @@ def run_ours(engine: sa.Engine, initial: pd.DataFrame, delta: pd.DataFrame) -> d
 
     times["delta"] = timed(delta_run)
     times["rerun"] = timed(rerun)
+    if late is not None:  # an old full extract arriving late, slotted between the first two
+
+        def late_run():
+            stats["late"] = merge_scd2(engine, SPEC, late, T0 + dt.timedelta(days=3), batch_id=f"l-{uuid.uuid4().hex[:8]}")
+
+        times["late"] = timed(late_run)
     times["stats"] = {k: v.as_metadata() for k, v in stats.items()}
     return times
 
@@ -273,10 +279,12 @@ def main(argv=None) -> int:
     parser.add_argument("--no-dbt", action="store_true", help="skip the dbt baseline")
     parser.add_argument("--no-sqlite", action="store_true", help="skip ours on SQLite")
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL (and dbt)")
+    parser.add_argument("--no-late", action="store_true", help="skip the late (out-of-order) full extract")
     args = parser.parse_args(argv)
 
     initial = initial_batch(args.keys)
     delta, mix = delta_batch(initial)
+    late = None if args.no_late else delta_batch(initial, seed=99)[0]
     print(f"keys {args.keys:,}; delta batch {len(delta):,} rows: {mix}; runs {args.runs}", flush=True)
     results: dict = {}
     agreement = None
@@ -284,7 +292,7 @@ def main(argv=None) -> int:
         url = create_pg_database()
         try:
             engine = sa.create_engine(url)
-            ours = [run_ours(engine, initial, delta) for _ in range(args.runs)]
+            ours = [run_ours(engine, initial, delta, late) for _ in range(args.runs)]
             results["ours (PostgreSQL)"] = ours
             print("ours on PostgreSQL:", [(round(r["delta"], 2), round(r["rerun"], 2)) for r in ours], flush=True)
             print("  stats:", ours[-1]["stats"], flush=True)
@@ -313,19 +321,21 @@ def main(argv=None) -> int:
                 cur.execute("PRAGMA synchronous = NORMAL")
                 cur.close()
 
-            results["ours (SQLite)"] = [run_ours(engine, initial, delta) for _ in range(args.runs)]
+            results["ours (SQLite)"] = [run_ours(engine, initial, delta, late) for _ in range(args.runs)]
             print("ours on SQLite:", [(round(r["delta"], 2), round(r["rerun"], 2)) for r in results["ours (SQLite)"]])
             engine.dispose()
 
     rows = len(delta)
     print()
-    print(f"| system | initial load (s) | delta batch (s) | no-change re-run (s) | delta rows/s |")
-    print("|---|---:|---:|---:|---:|")
+    print("| system | initial load (s) | delta batch (s) | no-change re-run (s) | delta rows/s | late full extract (s) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, runs in results.items():
         d = median([r["delta"] for r in runs])
+        lates = [r["late"] for r in runs if "late" in r]
         print(
             f"| {name} | {median([r['initial'] for r in runs]):.2f} | {d:.2f} | "
-            f"{median([r['rerun'] for r in runs]):.2f} | {rows / d:,.0f} |"
+            f"{median([r['rerun'] for r in runs]):.2f} | {rows / d:,.0f} | "
+            f"{f'{median(lates):.2f}' if lates else 'n/a'} |"
         )
     if "dbt snapshot (PostgreSQL)" in results:
         ours = results["ours (PostgreSQL)"]

@@ -456,6 +456,22 @@ def _stage_rows(conn: sa.Connection, stage: sa.Table, frame: pd.DataFrame) -> No
     insert_rows(conn, stage.name, columns, list(data.itertuples(index=False, name=None)))
 
 
+def _stage_keys_and_hashes(conn: sa.Connection, stage: sa.Table, frame: pd.DataFrame) -> None:
+    """Stage natural keys and row hashes; integer keys on PostgreSQL go as hand-built COPY text."""
+    columns = list(frame.columns)
+    if conn.dialect.name != "postgresql" or len(frame) == 0 or any(frame[c].dtype.kind not in "iu" for c in columns[:-1]):
+        _stage_rows(conn, stage, frame)
+        return
+    import io
+
+    lines = "\n".join(map("\t".join, zip(*[map(str, frame[c].tolist()) for c in columns[:-1]], frame[columns[-1]].tolist())))
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.copy_expert(f"COPY {stage.name} ({', '.join(columns)}) FROM STDIN", io.StringIO(lines + "\n"))
+    finally:
+        cursor.close()
+
+
 def _sqlite_executemany(conn: sa.Connection, name: str, columns: list[str], frame: pd.DataFrame) -> None:
     """executemany with column-wise conversion (timestamps as SQLAlchemy's SQLite text, NaN as NULL)."""
     import numpy as np
@@ -1041,17 +1057,16 @@ def _merge_in_order(conn, spec, temps: _Temps, stage_frame, as_of, last_full, fu
     if spec.scd1:
         _stage_rows(conn, temps.stage, stage_frame)  # SCD1 columns may change on unchanged keys
     else:  # only keys and hashes for the comparison; full rows follow for the keys that differ
-        _stage_rows(conn, temps.stage, stage_frame[list(spec.natural_key) + ["row_hash", "_row_number"]])
+        _stage_keys_and_hashes(conn, temps.stage, stage_frame[list(spec.natural_key) + ["row_hash"]])
     _analyze(conn, temps.stage)
     for stmt in fast_path_diff_statements(spec, temps, full=full):
         conn.execute(stmt)
-    s, df = temps.stage, temps.diff
-    wanted = conn.execute(
-        sa.select(s.c._row_number)
-        .select_from(df.join(s, _key_match(s, df, spec.natural_key)))
-        .where(df.c.action.in_(["N", "C", "R"]))
-    ).scalars().all()
-    positions = pd.Index(stage_frame["_row_number"]).get_indexer(list(wanted))
+    keys, df = list(spec.natural_key), temps.diff
+    wanted = conn.execute(sa.select(*[df.c[k] for k in keys]).where(df.c.action.in_(["N", "C", "R"]))).all()
+    if len(keys) == 1:
+        positions = pd.Index(stage_frame[keys[0]]).get_indexer([w[0] for w in wanted])
+    else:
+        positions = pd.MultiIndex.from_frame(stage_frame[keys]).get_indexer([tuple(w) for w in wanted])
     _stage_rows(conn, temps.rows, stage_frame.iloc[positions])
     _analyze(conn, temps.diff)
     _analyze(conn, temps.rows)
