@@ -8,6 +8,7 @@ row is quarantined rather than silently altered.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,11 +103,23 @@ def _timestamps(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
         retry = parsed.isna() & present
         if retry.any():
             parsed[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
-    else:  # datetime objects mixed with text, as read from spreadsheets
-        parsed = values.map(lambda v: _one_timestamp(v))
-        parsed = pd.to_datetime(parsed, utc=True, errors="coerce")
+    else:  # datetime objects (database drivers, spreadsheets), maybe mixed with text
+        blank = values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+        present = values.notna() & ~blank
+        number = values.map(_is_number).to_numpy(dtype=bool)  # not a time: would read as epoch offsets
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format": the retry handles it
+            parsed = pd.to_datetime(values.where(~(blank | number)), utc=True, errors="coerce")
+        retry = (parsed.isna() & present).to_numpy(dtype=bool, copy=True)
+        retry &= ~number
+        if retry.any():
+            parsed[retry] = pd.to_datetime(values[retry].map(_one_timestamp), utc=True, errors="coerce")
     bad = (present & parsed.isna()).to_numpy(dtype=bool)
     return parsed.astype("datetime64[us, UTC]"), bad
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value == value
 
 
 def _one_timestamp(value):
