@@ -177,7 +177,7 @@ def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_
     """Validate with the staging suite and load, all or nothing, inside the caller's transaction."""
     import numpy as np
 
-    from ows_pipeline.staging.quarantine import ERROR_COLUMNS, error_rows, load_staging
+    from ows_pipeline.staging.quarantine import ERROR_COLUMNS, error_rows, error_tuples, load_staging
     from ows_pipeline.staging.rules import evaluate_suite
     from ows_pipeline.staging.suites import ERROR, SUITES
     from ows_pipeline.warehouse.bulk import insert_rows
@@ -197,7 +197,7 @@ def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_
                 for r in failing.itertuples(index=False)
             ]
         )
-    insert_rows(conn, data_errors, ERROR_COLUMNS, list(errors.itertuples(index=False, name=None)))
+    insert_rows(conn, data_errors, ERROR_COLUMNS, error_tuples(errors))
     full = source.mode == "full"
     latest = latest_staged_as_of(conn, table_name)
     late = latest is not None and plan.as_of < latest
