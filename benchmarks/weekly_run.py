@@ -93,6 +93,9 @@ def _union_seconds(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
+step_seconds: dict[str, float] = {}
+
+
 def work_and_events(stack: DagsterStack, run_id: str) -> tuple[float, float, int, float]:
     """Seconds inside at least one step, run start to end, the number of events written, and the
     seconds spent starting step processes (launch to step start, summed over steps)."""
@@ -105,6 +108,7 @@ def work_and_events(stack: DagsterStack, run_id: str) -> tuple[float, float, int
         instance.dispose()
     starts, intervals, run_start, run_end = {}, [], None, None
     launches, process_start = {}, 0.0
+    step_seconds.clear()
     for record in records:
         event = record.dagster_event
         if event is None:
@@ -118,7 +122,9 @@ def work_and_events(stack: DagsterStack, run_id: str) -> tuple[float, float, int
                 process_start += record.timestamp - launches.pop(event.step_key)
         elif kind in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED):
             if event.step_key in starts:
-                intervals.append((starts.pop(event.step_key), record.timestamp))
+                begin = starts.pop(event.step_key)
+                intervals.append((begin, record.timestamp))
+                step_seconds[event.step_key] = record.timestamp - begin
         elif kind == DagsterEventType.RUN_START:
             run_start = record.timestamp
         elif kind in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
@@ -137,11 +143,13 @@ def timed_weekly_run(stack: DagsterStack, week: str, label: str) -> dict:
         status = stack.wait_for_run(run_id, timeout=6 * 3600)
         wall = time.time() - started
     work, run_span, events, process_start = work_and_events(stack, run_id)
+    slowest = sorted(step_seconds.items(), key=lambda kv: -kv[1])[:6]
     return {
         "label": label, "week": week, "status": status, "wall_s": wall, "run_s": run_span, "work_s": work,
         "overhead_pct": 100.0 * (wall - work) / wall if wall else 0.0, "events": events,
         "queue_start_s": wall - run_span, "step_process_start_s": process_start,
         "peak_rss_mib": rss.peak_one / 1024, "peak_total_rss_mib": rss.peak_total / 1024,
+        "slowest_steps": ", ".join(f"{k} {v:.1f} s" for k, v in slowest),
     }
 
 
@@ -156,6 +164,8 @@ def print_table(rows: list[dict], runs: int, target: str) -> None:
     for r in rows:
         print(f"{r['label']:<28}{r['status']:>9}{r['wall_s']:>9.1f}{r['queue_start_s']:>15.1f}{r['run_s']:>8.1f}"
               f"{r['work_s']:>8.1f}{r['overhead_pct']:>9.0f}%{r['step_process_start_s']:>14.1f}{r['events']:>8}{r['peak_rss_mib']:>14.0f}{r['peak_total_rss_mib']:>15.0f}")
+    for r in rows:
+        print(f"slowest steps, {r['label']}: {r['slowest_steps']}")
     print(f"targets: {target}")
     print("overhead = wall - work, work = time inside at least one step; queue+start = submit to run start; "
           "step procs = launch to start of each step process, summed (CPU spent starting processes)")
