@@ -569,6 +569,25 @@ def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool)
     d = spec.table
     s, df = temps.stage, temps.diff
     keys = spec.natural_key
+    cols = list(keys) + ["action", "prev_sk"]
+    if full:
+        # one pass over both sides: staged keys against current versions
+        cur = sa.select(d).where(d.c.is_current).subquery("cur")
+        skip = temps.skip
+        missing, absent = cur.c[keys[0]].is_(None), s.c[keys[0]].is_(None)
+        action = sa.case((missing, "N"), (absent, "D"), (cur.c.is_deleted, "R"), else_="C")
+        differs = (
+            sa.select(*[sa.func.coalesce(s.c[k], cur.c[k]) for k in keys], action, cur.c[spec.sk])
+            .select_from(s.outerjoin(cur, _key_match(cur, s, keys), full=True))
+            .where(
+                sa.or_(
+                    missing,
+                    sa.and_(absent, sa.not_(cur.c.is_deleted), ~sa.exists().where(_key_match(skip, cur, keys))),
+                    sa.and_(sa.not_(absent), sa.or_(cur.c.is_deleted, cur.c.row_hash != s.c.row_hash)),
+                )
+            )
+        )
+        return [df.insert().from_select(cols, differs)]
     cur = d.alias("cur")
     action = sa.case((cur.c[keys[0]].is_(None), "N"), (cur.c.is_deleted, "R"), else_="C")
     differs = (
@@ -576,17 +595,7 @@ def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool)
         .select_from(s.outerjoin(cur, sa.and_(_key_match(cur, s, keys), cur.c.is_current)))
         .where(sa.or_(cur.c[keys[0]].is_(None), cur.c.is_deleted, cur.c.row_hash != s.c.row_hash))
     )
-    cols = list(keys) + ["action", "prev_sk"]
-    stmts = [df.insert().from_select(cols, differs)]
-    if full:
-        gone = sa.select(*[d.c[k] for k in keys], sa.literal("D"), d.c[spec.sk]).where(
-            d.c.is_current,
-            sa.not_(d.c.is_deleted),
-            ~sa.exists().where(_key_match(s, d, keys)),
-            ~sa.exists().where(_key_match(temps.skip, d, keys)),
-        )
-        stmts.append(df.insert().from_select(cols, gone))
-    return stmts
+    return [df.insert().from_select(cols, differs)]
 
 
 def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_of, last_full, batch_id: str):
