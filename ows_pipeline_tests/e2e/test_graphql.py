@@ -54,7 +54,11 @@ def test_extraction_run_loads_the_warehouse(dagster_stack):
             for key in RAW_KEYS:
                 rows = conn.execute(sa.text(f"select count(*) from {key}")).scalar_one()
                 assert rows > 0, key
-                assert materialized[key]["dagster/row_count"]["intValue"] == rows
+                loaded = conn.execute(
+                    sa.text("select rows_loaded from etl_batches where run_id = :r and asset_key = :k"),
+                    {"r": run_id, "k": key},
+                ).scalar_one()
+                assert materialized[key]["rows_loaded"]["intValue"] == loaded, key
             batches = conn.execute(
                 sa.text("select count(*) from etl_batches where run_id = :r and status = 'SUCCESS'"), {"r": run_id}
             ).scalar_one()
