@@ -232,6 +232,7 @@ def test_concurrent_merges_are_serialised_postgres(pg_url):
 def test_merge_sql_compiles_for_oracle():
     temps = scd2._temps(DIM_PROJECT)
     statements = scd2.fast_path_diff_statements(DIM_PROJECT, temps, full=True)
+    statements += scd2.fast_path_diff_statements(DIM_PROJECT, temps, full=True, one_pass=True)
     statements += scd2.fast_path_statements(DIM_PROJECT, temps, full=True, as_of=hours(1), last_full=hours(0), batch_id="b")
     statements += [s[1] if isinstance(s, tuple) else s for s in
                    scd2.out_of_order_statements(DIM_PROJECT, temps, full=True, as_of=hours(1), batch_id="b")]

@@ -564,14 +564,16 @@ def _log_bound(spec: DimensionSpec, agg, version):
     )
 
 
-def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool):
-    """In-order merge, step 1: the keys that are new, changed, back or gone (from the staged hashes)."""
+def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, one_pass: bool = False):
+    """In-order merge, step 1: the keys that are new, changed, back or gone (from the staged hashes).
+
+    `one_pass`: a full extract is compared in one FULL OUTER JOIN (PostgreSQL plans it as one
+    hash join; SQLite would loop), else a left join and an anti-join."""
     d = spec.table
     s, df = temps.stage, temps.diff
     keys = spec.natural_key
     cols = list(keys) + ["action", "prev_sk"]
-    if full:
-        # one pass over both sides: staged keys against current versions
+    if full and one_pass:
         cur = sa.select(d).where(d.c.is_current).subquery("cur")
         skip = temps.skip
         missing, absent = cur.c[keys[0]].is_(None), s.c[keys[0]].is_(None)
@@ -595,7 +597,16 @@ def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool)
         .select_from(s.outerjoin(cur, sa.and_(_key_match(cur, s, keys), cur.c.is_current)))
         .where(sa.or_(cur.c[keys[0]].is_(None), cur.c.is_deleted, cur.c.row_hash != s.c.row_hash))
     )
-    return [df.insert().from_select(cols, differs)]
+    stmts = [df.insert().from_select(cols, differs)]
+    if full:
+        gone = sa.select(*[d.c[k] for k in keys], sa.literal("D"), d.c[spec.sk]).where(
+            d.c.is_current,
+            sa.not_(d.c.is_deleted),
+            ~sa.exists().where(_key_match(s, d, keys)),
+            ~sa.exists().where(_key_match(temps.skip, d, keys)),
+        )
+        stmts.append(df.insert().from_select(cols, gone))
+    return stmts
 
 
 def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_of, last_full, batch_id: str):
@@ -1068,7 +1079,7 @@ def _merge_in_order(conn, spec, temps: _Temps, stage_frame, as_of, last_full, fu
     else:  # only keys and hashes for the comparison; full rows follow for the keys that differ
         _stage_keys_and_hashes(conn, temps.stage, stage_frame[list(spec.natural_key) + ["row_hash"]])
     _analyze(conn, temps.stage)
-    for stmt in fast_path_diff_statements(spec, temps, full=full):
+    for stmt in fast_path_diff_statements(spec, temps, full=full, one_pass=conn.dialect.name == "postgresql"):
         conn.execute(stmt)
     keys, df = list(spec.natural_key), temps.diff
     wanted = conn.execute(sa.select(*[df.c[k] for k in keys]).where(df.c.action.in_(["N", "C", "R"]))).all()
