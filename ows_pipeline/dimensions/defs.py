@@ -42,6 +42,7 @@ def _dimension_asset(spec: DimensionSpec) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         from ows_pipeline.dimensions.from_staging import build_dimension
         from ows_pipeline.dimensions.scd2 import invariant_violations
+        from ows_pipeline.operations.lineage import dimension_metadata
 
         engine = warehouse.get_engine()
         load = build_dimension(engine, spec)
@@ -62,6 +63,7 @@ def _dimension_asset(spec: DimensionSpec) -> dg.AssetsDefinition:
             d = spec.table
             rows, current = conn.execute(_row_counts(d)).one()
         metadata["dagster/row_count"] = int(rows)
+        metadata.update(dimension_metadata(spec.table))
         metadata["current_rows"] = int(current or 0)
         check = dg.AssetCheckResult(
             check_name=INVARIANTS_CHECK,

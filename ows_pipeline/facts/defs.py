@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ows_pipeline.facts.weekly_snapshot import build_week, preview_rows, unresolved_keys, week_for_key, week_summary
+from ows_pipeline.operations.lineage import weekly_snapshot_metadata
 from ows_pipeline.partitions import weekly_partitions
 from ows_pipeline.resources import WarehouseResource
 
@@ -80,6 +81,7 @@ def fct_workflow_run_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
             **{k: v for k, v in summary.items() if k != "runs"},
             "sla_known": built.with_sla,
             "preview": dg.MetadataValue.md(preview),
+            **weekly_snapshot_metadata(),
         }
     )
 
@@ -92,6 +94,7 @@ def _range_metadata(builds) -> dict:
         "dagster/row_count": sum(b.rows for b in builds),
         "seconds": round(sum(b.seconds for b in builds), 3),
         "weeks_built": dg.MetadataValue.md("\n".join(lines)),
+        **weekly_snapshot_metadata(),
     }
 
 

@@ -193,6 +193,9 @@ def test_weekly_job_for_one_week(dagster_stack):
     assert report.is_file() and report.stat().st_size > 0
     assert materialized["ows_weekly_report"]["path"]["path"] == str(report)
     assert materialized["fct_workflow_run_weekly"]["dagster/row_count"]["intValue"] == fact_rows
+    for key in ("stg_ows_workflow_run", "dim_project", "fct_workflow_run_weekly"):
+        assert "dagster/column_lineage" in materialized[key], key
+        assert "dagster/column_schema" in materialized[key], key
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not any(
         DEMO_WEEK.encode() in m.content and b"weekly report" in m.content for m in dagster_stack.inbox.messages
