@@ -89,6 +89,11 @@ def test_raw_assets_materialize_on_the_embedded_default(ows_home):
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from raw_ows_run_step_history")).scalar_one() == 24
     assert defs.resolve_asset_graph().get(dg.AssetKey("raw_ows_feed")).group_name == "ows_raw"
+    # an incremental run that brings nothing new still reports the table's size, not zero
+    again = dg.materialize([raw_ows_tables], resources=resources_from_env(), selection=["raw_ows_workflow_run"])
+    (event,) = again.get_asset_materialization_events()
+    assert event.materialization.metadata["dagster/row_count"].value == 12
+    assert event.materialization.metadata["rows_loaded"].value == 0
 
 
 def test_a_subset_extracts_only_the_selected_tables(ows_home):

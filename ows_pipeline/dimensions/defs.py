@@ -4,6 +4,7 @@ import dagster as dg
 
 from ows_pipeline.dimensions.scd2 import DimensionSpec
 from ows_pipeline.dimensions.tables import DIMENSIONS
+from ows_pipeline.operations.policies import DIMENSION_MERGE_POOL
 from ows_pipeline.resources import WarehouseResource
 
 INVARIANTS_CHECK = "scd2_invariants"
@@ -24,6 +25,7 @@ def _dimension_asset(spec: DimensionSpec) -> dg.AssetsDefinition:
         name=spec.name,
         group_name="ows_dimensions",
         deps=[staging_key],
+        pool=DIMENSION_MERGE_POOL,
         kinds={"sqlite", "postgres"},
         owners=["team:data-engineering"],
         description=_DESCRIPTIONS[spec.name]

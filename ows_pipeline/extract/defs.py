@@ -5,6 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
+from ows_pipeline.operations.policies import EXTRACTION_RETRY_POLICY, retry_only_transient
 from ows_pipeline.resources import OwsSourceResource, WarehouseResource
 from ows_pipeline.source.schema import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
 
@@ -14,16 +15,13 @@ MODE_DESCRIPTIONS = {
     "append": "Append-only on hist_id, with a look-back for ids committed late.",
 }
 
-EXTRACTION_RETRY = dg.RetryPolicy(max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-
-
 def _spec(source) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=f"raw_{source.name}",
         group_name="ows_raw",
         description=f"OWS `{source.name}` as extracted. {MODE_DESCRIPTIONS[source.mode]}",
         kinds={"oracle", "sql"},
-        owners=["team:ows-data"],
+        owners=["team:data-engineering"],
         skippable=True,
         tags={"ows/layer": "raw"},
         metadata={"ows/source_table": source.name, "ows/extract_mode": source.mode},
@@ -44,7 +42,7 @@ def markdown_preview(columns: tuple[str, ...], rows: list[tuple], width: int = 8
     specs=[_spec(s) for s in SOURCE_TABLES],
     can_subset=True,
     name="extract_ows_tables",
-    retry_policy=EXTRACTION_RETRY,
+    retry_policy=EXTRACTION_RETRY_POLICY,
     op_tags={"dagster/concurrency_key": "ows_source"},
 )
 def raw_ows_tables(context: dg.AssetExecutionContext, ows_source: OwsSourceResource, warehouse: WarehouseResource):
@@ -63,9 +61,10 @@ def raw_ows_tables(context: dg.AssetExecutionContext, ows_source: OwsSourceResou
     context.log.info(f"Extracting from {ows_source.display_url()} into {warehouse.display_url()}")
     for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
         source = SOURCE_TABLES_BY_NAME[key.path[-1].removeprefix("raw_")]
-        result = extract_table(
-            source_engine, warehouse_engine, source, options, run_id=context.run_id, log=context.log.debug
-        )
+        with retry_only_transient(f"Extracting {key.to_user_string()}"):
+            result = extract_table(
+                source_engine, warehouse_engine, source, options, run_id=context.run_id, log=context.log.debug
+            )
         context.log.info(
             f"{key.to_user_string()}: {result.rows_in:,} rows read, {result.rows_loaded:,} loaded "
             f"in {result.seconds:.1f} s (watermark {result.watermark_from} -> {result.watermark_to})"
@@ -73,7 +72,7 @@ def raw_ows_tables(context: dg.AssetExecutionContext, ows_source: OwsSourceResou
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
-                "dagster/row_count": dg.MetadataValue.int(result.rows_loaded),
+                "dagster/row_count": dg.MetadataValue.int(result.table_rows),
                 "rows_read": dg.MetadataValue.int(result.rows_in),
                 "rows_loaded": dg.MetadataValue.int(result.rows_loaded),
                 "batch_id": result.batch_id,

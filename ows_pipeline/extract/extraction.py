@@ -53,6 +53,7 @@ class ExtractResult:
     mode: str
     rows_in: int
     rows_loaded: int
+    table_rows: int
     as_of: dt.datetime
     watermark_from: Optional[str]
     watermark_to: Optional[str]
@@ -265,7 +266,7 @@ def extract_table(
                     max_wm = chunk_max if max_wm is None else max(max_wm, chunk_max)
                 preview = [tuple(r) for r in wconn.execute(sa.select(sa.table(target, *(sa.column(c) for c in columns))).limit(5))]
                 if source.mode == "full":
-                    rows_loaded = rows_in
+                    rows_loaded = table_rows = rows_in
                 else:
                     key_cols = ", ".join(_quote(wconn, k) for k in source.key)
                     wconn.exec_driver_sql(f"CREATE INDEX {_quote(wconn, 'ix_stage_' + raw.name)} ON {stage} ({key_cols})")
@@ -277,8 +278,8 @@ def extract_table(
                         result = wconn.exec_driver_sql(statement)
                         if statement.startswith(f"DELETE FROM {_quote(wconn, raw.name)}"):
                             replaced = result.rowcount
-                    after = wconn.execute(sa.select(sa.func.count()).select_from(raw)).scalar_one()
-                    rows_loaded = after - before + replaced
+                    table_rows = wconn.execute(sa.select(sa.func.count()).select_from(raw)).scalar_one()
+                    rows_loaded = table_rows - before + replaced
                     wconn.exec_driver_sql(f"DROP TABLE {stage}")
                 watermark_to = upper if source.mode == "incremental" else max_wm
                 as_of = upper if source.mode == "incremental" else clock
@@ -317,6 +318,7 @@ def extract_table(
         mode=source.mode,
         rows_in=rows_in,
         rows_loaded=rows_loaded,
+        table_rows=table_rows,
         as_of=as_of,
         watermark_from=_watermark_text(lower),
         watermark_to=_watermark_text(watermark_to),

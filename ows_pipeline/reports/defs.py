@@ -4,6 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
+from ows_pipeline.operations.policies import weekly_report_freshness_policy
 from ows_pipeline.partitions import weekly_partitions
 from ows_pipeline.reports import queries
 from ows_pipeline.reports.email import DeliveryError, SmtpSettings, send_report
@@ -38,6 +39,7 @@ def _week(context: dg.AssetExecutionContext) -> ReportWeek:
     deps=[FACT],
     kinds={"excel"},
     owners=["team:data-engineering"],
+    freshness_policy=weekly_report_freshness_policy(),
 )
 def ows_weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The weekly Excel workbook `OWS_REPORT_DIR/ows_weekly_<week>.xlsx`: Summary with KPIs and charts,
