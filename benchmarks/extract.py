@@ -19,11 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 
 import sqlalchemy as sa
-
-ADMIN_URL = os.environ.get("OWS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+from scratch_db import create_database, drop_database
 TABLES = ("ows_workflow_run", "ows_run_step_status")
 
 FILL_RUNS = """
@@ -51,22 +49,6 @@ SELECT r, 10 * (r % 500) + s,
        timestamptz '2025-01-01 00:20:00+00' + r * interval '7 seconds'
 FROM generate_series(1, :n) AS r CROSS JOIN generate_series(1, :steps) AS s
 """
-
-
-def create_database(prefix: str) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def build_source(runs: int, steps: int) -> str:

@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 from ows_pipeline.dimensions.scd2 import declare_dimension, merge_scd2, scd2_batches  # noqa: E402
 from ows_pipeline.warehouse.tables import data_errors, etl_batches  # noqa: E402
+from scratch_db import create_database, drop_database  # noqa: E402
 
 DBT = ROOT / ".venv-dbt" / "bin" / "dbt"
 DBT_PROJECT = ROOT / "benchmarks" / "dbt_scd2"
-PG_ADMIN = os.environ.get("OWS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 TRACKED = ("code", "name", "category", "amount", "active")
 T0 = dt.datetime(2026, 1, 4, tzinfo=dt.timezone.utc)
 T1 = T0 + dt.timedelta(days=7)
@@ -252,22 +252,6 @@ def histories_agree(engine: sa.Engine) -> tuple[int, int]:
 # ------------------------------------------------------------------ main
 
 
-def create_pg_database() -> str:
-    name = f"ows_bench_scd2_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg_database(url: str) -> None:
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
-    admin.dispose()
-
-
 def median(values):
     return statistics.median(values) if values else float("nan")
 
@@ -289,7 +273,7 @@ def main(argv=None) -> int:
     results: dict = {}
     agreement = None
     if not args.no_postgres:
-        url = create_pg_database()
+        url = create_database("ows_bench_scd2")
         try:
             engine = sa.create_engine(url)
             ours = [run_ours(engine, initial, delta, late if i == 0 else None) for i in range(args.runs)]
@@ -309,7 +293,7 @@ def main(argv=None) -> int:
                 agreement = histories_agree(engine)
             engine.dispose()
         finally:
-            drop_pg_database(url)
+            drop_database(url)
     if not args.no_sqlite:
         with tempfile.TemporaryDirectory(prefix="scd2_bench_") as tmp:
             engine = sa.create_engine(f"sqlite:///{tmp}/bench.db")

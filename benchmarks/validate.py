@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scratch_db import create_database, drop_database as drop_scratch_database  # noqa: E402
+
 PG_ADMIN_URL = os.environ.get("OWS_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 AS_OF = "2026-11-20T06:00:00+00:00"
 WORKFLOWS = 200
@@ -122,16 +124,9 @@ def expected_failures(frame, workflow_ids) -> set[int]:
 # ---------------------------------------------------------------- warehouse
 
 def make_database(backend: str, workdir: Path) -> str:
-    import sqlalchemy as sa
-
     if backend == "sqlite":
         return f"sqlite:///{workdir / f'bench_{uuid.uuid4().hex[:6]}.db'}"
-    name = f"ows_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    return create_database("ows_bench", PG_ADMIN_URL)
 
 
 def drop_database(url: str) -> None:
@@ -140,10 +135,7 @@ def drop_database(url: str) -> None:
     if url.startswith("sqlite"):
         Path(sa.make_url(url).database).unlink(missing_ok=True)
         return
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
+    drop_scratch_database(url, PG_ADMIN_URL)
 
 
 def prepare_warehouse(url: str):
