@@ -225,7 +225,6 @@ def extract_table(
     batch_id = new_batch_id()
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    previous = None
     lower = upper = None
     with warehouse_engine.connect() as wconn:
         last = last_successful_batch(wconn, asset_key)
@@ -253,7 +252,7 @@ def extract_table(
                     )
                     target = f"stage_{raw.name}"
                 columns = [c.name for c in raw.columns]
-                if sconn.dialect.name == wconn.dialect.name == "postgresql":
+                if sconn.dialect.name == wconn.dialect.name == "postgresql" and not translate:
                     rows_in = _copy_postgres_to_postgres(sconn, wconn, query, target, columns, batch_id, extracted_at)
                     log(f"{source.name}: {rows_in:,} rows copied")
                 else:
