@@ -75,30 +75,33 @@ def _process(context: dg.AssetExecutionContext, config: UploadConfig, warehouse:
     return outcome, metadata
 
 
-@dg.asset(
-    group_name=GROUP,
-    pool=POOL,
-    kinds={"csv", "excel", "sql"},
-    description="Feed SLA reference list (expected arrival time, SLA minutes, owner team, escalation "
-    "contact per feed code), replaced by each accepted upload in the landing folder's feed_sla/. "
-    "Materialized by ows_upload_sensor, one run per file.",
-)
-def ref_feed_sla(context: dg.AssetExecutionContext, config: UploadConfig, warehouse: WarehouseResource):
-    _outcome, metadata = _process(context, config, warehouse)
-    return dg.MaterializeResult(metadata=metadata)
+def _reference_asset(name: str, description: str) -> dg.AssetsDefinition:
+    """A reference list replaced by each accepted upload of its kind, one run per file."""
+
+    @dg.asset(
+        name=name,
+        group_name=GROUP,
+        pool=POOL,
+        kinds={"csv", "excel", "sql"},
+        description=description + " Materialized by ows_upload_sensor, one run per file.",
+    )
+    def _asset(context: dg.AssetExecutionContext, config: UploadConfig, warehouse: WarehouseResource):
+        _outcome, metadata = _process(context, config, warehouse)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _asset
 
 
-@dg.asset(
-    group_name=GROUP,
-    pool=POOL,
-    kinds={"csv", "excel", "sql"},
-    description="Project metadata (business unit, cost centre, owner per project code), joined into "
-    "dim_project; replaced by each accepted upload in the landing folder's project_metadata/. "
-    "Materialized by ows_upload_sensor, one run per file.",
+ref_feed_sla = _reference_asset(
+    "ref_feed_sla",
+    "Feed SLA reference list (expected arrival time, SLA minutes, owner team, escalation contact per "
+    "feed code), replaced by each accepted upload in the landing folder's feed_sla/.",
 )
-def ref_project_metadata(context: dg.AssetExecutionContext, config: UploadConfig, warehouse: WarehouseResource):
-    _outcome, metadata = _process(context, config, warehouse)
-    return dg.MaterializeResult(metadata=metadata)
+ref_project_metadata = _reference_asset(
+    "ref_project_metadata",
+    "Project metadata (business unit, cost centre, owner per project code), joined into dim_project; "
+    "replaced by each accepted upload in the landing folder's project_metadata/.",
+)
 
 
 @dg.asset(
