@@ -194,7 +194,7 @@ def main(argv=None) -> int:
         dagster_home, ows_home = base / "dagster_home", base / "ows_home"
         dagster_home.mkdir()
         ows_home.mkdir()
-        shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+        shutil.copy(ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
         import os
 
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OWS_", "DAGSTER_"))}

@@ -302,7 +302,7 @@ def test_failure_sensor_logs_the_notice_when_the_mail_server_is_down(caplog):
 
 
 def test_root_dagster_yaml_queues_runs_per_week_and_serialises_merges():
-    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    config = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     limits = {(limit["key"], str(limit.get("value"))): limit["limit"] for limit in config["concurrency"]["runs"]["tag_concurrency_limits"]}
     assert limits[("ows/week", "{'applyLimitPerUniqueValue': True}")] == 1
@@ -317,7 +317,7 @@ def test_root_dagster_yaml_loads_on_postgresql(pg_url, tmp_path, monkeypatch):
     url = sa.make_url(pg_url)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_PG_HOST", url.host)
     monkeypatch.setenv("DAGSTER_PG_PORT", str(url.port or 5432))
     monkeypatch.setenv("DAGSTER_PG_USER", url.username)

@@ -56,7 +56,7 @@ def test_environment_example_names_every_setting_without_real_secrets():
 
 def test_helm_values_match_the_instance_config():
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
-    instance = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    instance = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
     deployment = values["dagster-user-deployments"]["deployments"][0]
     args = deployment["dagsterApiGrpcArgs"]
     assert args[args.index("--module-name") + 1] == "ows_pipeline.definitions"

@@ -102,7 +102,7 @@ def dagster_stack(tmp_path_factory):
     ows_home = base / "ows_home"
     dagster_home.mkdir()
     ows_home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
     seed_source(f"sqlite:///{ows_home / 'ows_source.db'}")
 
     inbox = Inbox()
