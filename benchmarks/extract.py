@@ -76,7 +76,7 @@ def worker(kind: str, source_url: str, warehouse_url: str) -> None:
 
         source = make_engine(source_url)
         warehouse = make_engine(warehouse_url, role="warehouse")
-        from ows_pipeline.warehouse.tables import create_warehouse_tables
+        from ows_pipeline.warehouse.schema import create_warehouse_tables
 
         create_warehouse_tables(warehouse)
         start = time.perf_counter()

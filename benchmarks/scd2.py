@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ows_pipeline.dimensions.scd2 import declare_dimension, merge_scd2, scd2_batches  # noqa: E402
-from ows_pipeline.warehouse.tables import data_errors, etl_batches  # noqa: E402
+from ows_pipeline.warehouse.schema import data_errors, etl_batches  # noqa: E402
 from scratch_db import create_database, drop_database  # noqa: E402
 
 DBT = ROOT / ".venv-dbt" / "bin" / "dbt"

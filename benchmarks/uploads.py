@@ -65,7 +65,7 @@ def _fill_archive(engine, landing, archived: int) -> None:
     """`archived` small processed files on disk and in the registry."""
     import sqlalchemy as sa
 
-    from ows_pipeline.uploads.tables import upload_registry
+    from ows_pipeline.warehouse.schema.uploads import upload_registry
 
     kinds = ["feed_sla", "project_metadata", "ows_export"]
     now = dt.datetime.now(dt.timezone.utc)
@@ -109,7 +109,7 @@ def bench_tick(archived: int, repeats: int, pg: str | None) -> list[tuple]:
     from ows_pipeline.uploads.landing import LandingFolder
     from ows_pipeline.uploads.limits import UploadLimits
     from ows_pipeline.uploads.sensing import sensor_tick
-    from ows_pipeline.warehouse.tables import create_warehouse_tables
+    from ows_pipeline.warehouse.schema import create_warehouse_tables
 
     limits = UploadLimits(settle_seconds=0)
     results = []
@@ -186,7 +186,7 @@ def child_load(file: str, url: str, max_rows: int) -> dict:
     from ows_pipeline.uploads.limits import UploadLimits
     from ows_pipeline.uploads.processing import process_upload
     from ows_pipeline.uploads.sensing import sensor_tick
-    from ows_pipeline.warehouse.tables import create_warehouse_tables
+    from ows_pipeline.warehouse.schema import create_warehouse_tables
 
     import pandas  # noqa: F401 - part of the process's fixed cost, not of the load
     import openpyxl  # noqa: F401

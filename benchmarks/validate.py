@@ -144,7 +144,7 @@ def prepare_warehouse(url: str):
 
     from ows_pipeline.resources import make_engine
     from ows_pipeline.staging.quarantine import stage_rows
-    from ows_pipeline.warehouse.tables import create_warehouse_tables
+    from ows_pipeline.warehouse.schema import create_warehouse_tables
 
     engine = make_engine(url, role="warehouse")
     create_warehouse_tables(engine)
@@ -208,7 +208,7 @@ def run_baseline(engine, frame, batch_id):
     from ows_pipeline.staging.quarantine import ERROR_COLUMNS, error_tuples, load_staging
     from ows_pipeline.warehouse.batches import record_batch, utc_now
     from ows_pipeline.warehouse.bulk import insert_rows
-    from ows_pipeline.warehouse.tables import data_errors
+    from ows_pipeline.warehouse.schema import data_errors
 
     clean, issues = clean_frame(frame, "ows_workflow_run")
     with engine.connect() as conn:

@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="repeat the first-load run (median reported)")
     args = parser.parse_args(argv)
 
-    from ows_pipeline.source.demo import advance_demo, generate_demo
+    from ows_pipeline.demo.source import advance_demo, generate_demo
 
     base = Path(tempfile.mkdtemp(prefix="ows_bench_weekly_"))
     instance_url = create_pg_database("ows_bench_instance")

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ows_pipeline.facts.weekly_snapshot import build_week, week_for_key  # noqa: E402
 from ows_pipeline.resources import make_engine  # noqa: E402
-from ows_pipeline.source.demo import generate_demo  # noqa: E402
+from ows_pipeline.demo.source import generate_demo  # noqa: E402
 from ows_pipeline.source.schema import SOURCE_TABLES  # noqa: E402
-from ows_pipeline.staging.tables import STAGING_TABLES  # noqa: E402
+from ows_pipeline.warehouse.schema.staging import STAGING_TABLES  # noqa: E402
 from ows_pipeline.warehouse.bulk import insert_rows  # noqa: E402
-from ows_pipeline.warehouse.tables import create_warehouse_tables  # noqa: E402
+from ows_pipeline.warehouse.schema import create_warehouse_tables  # noqa: E402
 
 ADMIN_URL = os.environ.get("OWS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 UTC = dt.timezone.utc

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 
 def _demo_source_parser(commands) -> None:
-    from ows_pipeline.source.demo import DEFAULTS
+    from ows_pipeline.demo.source import DEFAULTS
 
     parser = commands.add_parser(
         "demo-source",
@@ -50,7 +50,7 @@ def _demo_source_parser(commands) -> None:
 
 def _demo_source(args: argparse.Namespace) -> int:
     from ows_pipeline.settings import Settings
-    from ows_pipeline.source.demo import DEFAULTS, DemoSourceError, advance_demo, generate_demo
+    from ows_pipeline.demo.source import DEFAULTS, DemoSourceError, advance_demo, generate_demo
 
     settings = Settings.from_env()
     url = args.url or settings.source_url
@@ -107,7 +107,7 @@ def _demo_parser(commands) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ows_pipeline.demo_pipeline import run_demo
+    from ows_pipeline.demo.pipeline import run_demo
 
     run_demo(weeks=args.weeks, history_weeks=args.history_weeks, seed=args.seed)
     return 0

@@ -1,27 +1,16 @@
-"""The ows_pipeline code location: every domain's definitions, bound to resources from the environment.
+"""The ows_pipeline code location: the Dagster objects under `ows_pipeline/defs/`, bound to
+resources from the environment.
 
-Kept cheap to import: no Great Expectations, no database connection, no file system scan.
+Kept cheap to import: no Great Expectations, no pandas, no database connection.
 """
+
+from pathlib import Path
 
 import dagster as dg
 
-from ows_pipeline import resources, schedules
-from ows_pipeline.dimensions import defs as dimensions
-from ows_pipeline.extract import defs as extract
-from ows_pipeline.facts import defs as facts
-from ows_pipeline.operations import defs as operations
-from ows_pipeline.reports import defs as reports
-from ows_pipeline.staging import defs as staging
-from ows_pipeline.uploads import defs as uploads
+from ows_pipeline.resources import resources_from_env
 
 defs = dg.Definitions.merge(
-    extract.defs,
-    staging.defs,
-    dimensions.defs,
-    facts.defs,
-    reports.defs,
-    uploads.defs,
-    operations.defs,
-    schedules.defs,
-    dg.Definitions(resources=resources.resources_from_env()),
+    dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+    dg.Definitions(resources=resources_from_env()),
 )

@@ -125,7 +125,7 @@ class WarehouseResource(ConfigurableResource):
         return self.url or Settings.from_env().warehouse_url
 
     def get_engine(self) -> sa.Engine:
-        from ows_pipeline.warehouse.tables import create_warehouse_tables
+        from ows_pipeline.warehouse.schema import create_warehouse_tables
 
         engine = make_engine(self.resolved_url(), self.password, "warehouse")
         _ensure_tables_once(engine, create_warehouse_tables)

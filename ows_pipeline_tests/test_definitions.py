@@ -72,7 +72,7 @@ def test_both_clis_load_the_code_location(command, success, tmp_path):
 
 def test_raw_assets_materialize_on_the_embedded_default(ows_home):
     from ows_pipeline.definitions import defs
-    from ows_pipeline.extract.defs import raw_ows_tables
+    from ows_pipeline.defs.extract.assets import raw_ows_tables
     from ows_pipeline.resources import resources_from_env
 
     build_small_source(f"sqlite:///{ows_home / 'ows_source.db'}", runs=12)
@@ -97,7 +97,7 @@ def test_raw_assets_materialize_on_the_embedded_default(ows_home):
 
 
 def test_a_subset_extracts_only_the_selected_tables(ows_home):
-    from ows_pipeline.extract.defs import raw_ows_tables
+    from ows_pipeline.defs.extract.assets import raw_ows_tables
     from ows_pipeline.resources import resources_from_env
 
     build_small_source(f"sqlite:///{ows_home / 'ows_source.db'}", runs=3)

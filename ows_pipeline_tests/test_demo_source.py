@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from ows_pipeline.cli import main
-from ows_pipeline.source import demo
-from ows_pipeline.source.demo import DemoSourceError, advance_demo, generate_demo
+from ows_pipeline.demo import source as demo
+from ows_pipeline.demo.source import DemoSourceError, advance_demo, generate_demo
 from ows_pipeline.source.schema import metadata
 
 SMALL = dict(projects=3, feeds_per_project=5, workflows_per_project=3, runs_per_day=120)

@@ -9,12 +9,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ows_pipeline.dimensions.defs import dimension_assets
-from ows_pipeline.dimensions.tables import DIM_FEED, DIM_PROJECT
+from ows_pipeline.defs.dimensions.assets import dimension_assets
+from ows_pipeline.warehouse.schema.dimensions import DIM_FEED, DIM_PROJECT
 from ows_pipeline.resources import WarehouseResource
-from ows_pipeline.staging.tables import STAGING_TABLES
+from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 from ows_pipeline.warehouse.batches import record_batch
-from ows_pipeline.warehouse.tables import etl_batches
+from ows_pipeline.warehouse.schema import etl_batches
 
 UTC = dt.timezone.utc
 T = lambda d, h=0: dt.datetime(2026, 3, d, h, tzinfo=UTC)  # noqa: E731

@@ -11,7 +11,7 @@ from ows_pipeline.extract.extraction import ExtractOptions, extract_table
 from ows_pipeline.source.schema import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
 from ows_pipeline.warehouse.batches import last_successful_batch
 from ows_pipeline.warehouse.bulk import as_utc
-from ows_pipeline.warehouse.tables import RAW_TABLES, create_warehouse_tables, etl_batches
+from ows_pipeline.warehouse.schema import RAW_TABLES, create_warehouse_tables, etl_batches
 from ows_pipeline_tests.small_source import add_run, build_small_source, utc_now
 
 RUN = SOURCE_TABLES_BY_NAME["ows_workflow_run"]
@@ -175,7 +175,7 @@ def test_every_load_is_recorded_in_etl_batches(sqlite_url, sqlite_url_2):
 
 def test_a_demo_source_runs_on_its_simulated_clock(sqlite_url, sqlite_url_2):
     """The demo source stands at its as-of time: extracts and batch as-of times follow it, not the host clock."""
-    from ows_pipeline.source.demo import generate_demo
+    from ows_pipeline.demo.source import generate_demo
 
     as_of = dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.timezone.utc)
     generate_demo(sqlite_url, seed=7, projects=2, feeds_per_project=3, workflows_per_project=2, runs_per_day=10, weeks=2, as_of=as_of)

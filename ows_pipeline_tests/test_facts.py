@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct
+from ows_pipeline.warehouse.schema.facts import fct_workflow_run_weekly as fct
 from ows_pipeline.facts.weekly_snapshot import build_week, snapshot_select, week_for_key
 from ows_pipeline.resources import make_engine
-from ows_pipeline.warehouse.tables import etl_batches
+from ows_pipeline.warehouse.schema import etl_batches
 from ows_pipeline_tests.test_facts_scenario import (
     RUNS,
     WEEK,
@@ -108,7 +108,7 @@ def _backfill_equals_live(url: str) -> None:
 
     load_inputs_as_of(engine, LATER)  # the source moves on: runs complete, a project is renamed
     with engine.connect() as conn:
-        from ows_pipeline.staging.tables import STAGING_TABLES
+        from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 
         run = STAGING_TABLES["ows_workflow_run"]
         assert conn.execute(sa.select(run.c.status).where(run.c.run_id == 1)).scalar_one() == "COMPLETE"
@@ -207,7 +207,7 @@ def test_snapshot_sql_compiles_for_oracle():
 def test_asset_materializes_a_week_with_metadata_and_a_dimension_key_check(sqlite_url):
     import dagster as dg
 
-    from ows_pipeline.facts.defs import fct_workflow_run_weekly
+    from ows_pipeline.defs.facts.assets import fct_workflow_run_weekly
     from ows_pipeline.resources import WarehouseResource
 
     engine = _engine(sqlite_url)

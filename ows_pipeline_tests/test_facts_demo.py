@@ -7,12 +7,12 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct
+from ows_pipeline.warehouse.schema.facts import fct_workflow_run_weekly as fct
 from ows_pipeline.facts.weekly_snapshot import build_week, week_for_key
 from ows_pipeline.resources import make_engine
-from ows_pipeline.source.demo import advance_demo, generate_demo
+from ows_pipeline.demo.source import advance_demo, generate_demo
 from ows_pipeline.source.schema import SOURCE_TABLES, ows_run_step_history, ows_workflow_run
-from ows_pipeline.warehouse.tables import create_warehouse_tables
+from ows_pipeline.warehouse.schema import create_warehouse_tables
 
 UTC = dt.timezone.utc
 WEEK = "2025-06-01"  # 2025-05-31 23:00Z to 2025-06-07 23:00Z (BST)

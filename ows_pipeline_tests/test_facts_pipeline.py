@@ -10,9 +10,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct
+from ows_pipeline.warehouse.schema.facts import fct_workflow_run_weekly as fct
 from ows_pipeline.resources import OwsSourceResource, SmtpResource, WarehouseResource, make_engine
-from ows_pipeline.source.demo import advance_demo, generate_demo
+from ows_pipeline.demo.source import advance_demo, generate_demo
 
 UTC = dt.timezone.utc
 WEEK = "2025-06-01"
@@ -23,7 +23,7 @@ SIZES = dict(projects=2, feeds_per_project=3, workflows_per_project=2, runs_per_
 def _location(source_url: str, warehouse_url: str) -> dg.Definitions:
     """The code location's domains, bound to these databases (as `ows_pipeline.definitions` does from the environment)."""
     from ows_pipeline import definitions
-    from ows_pipeline.schedules import defs as schedule_defs
+    from ows_pipeline.defs.jobs import defs as schedule_defs
 
     domains = [  # each domain's `defs`, as the code location merges them
         module.defs for module in vars(definitions).values()

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from ows_pipeline.dimensions.tables import DIMENSIONS as DIMENSION_SPECS
-from ows_pipeline.staging.tables import STAGING_TABLES
-from ows_pipeline.warehouse.tables import create_warehouse_tables, metadata
+from ows_pipeline.warehouse.schema.dimensions import DIMENSIONS as DIMENSION_SPECS
+from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
+from ows_pipeline.warehouse.schema import create_warehouse_tables, metadata
 
 UTC = dt.timezone.utc
 WEEK = "2025-06-01"

@@ -15,16 +15,16 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from ows_pipeline.operations.defs import ows_run_failure_sensor, ows_run_tags_sensor
-from ows_pipeline.operations.policies import (
+from ows_pipeline.defs.runs.sensors import ows_run_failure_sensor, ows_run_tags_sensor
+from ows_pipeline.defs.policies import (
     DIMENSION_MERGE_POOL,
     EXTRACTION_RETRY_POLICY,
     is_transient_source_error,
     retry_only_transient,
     weekly_report_freshness_policy,
 )
-from ows_pipeline.operations.redaction import redact
-from ows_pipeline.operations.tags import missing_run_tags, run_tags, trigger_of, week_of
+from ows_pipeline.redaction import redact
+from ows_pipeline.defs.run_tags import missing_run_tags, run_tags, trigger_of, week_of
 from ows_pipeline.resources import SmtpResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

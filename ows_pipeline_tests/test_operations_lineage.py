@@ -3,9 +3,9 @@
 import dagster as dg
 import sqlalchemy as sa
 
-from ows_pipeline.operations.lineage import column_lineage, column_schema, table_metadata
-from ows_pipeline.staging.tables import STAGING_TABLES
-from ows_pipeline.warehouse.tables import RAW_TABLES
+from ows_pipeline.warehouse.schema.lineage import column_lineage, column_schema, table_metadata
+from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
+from ows_pipeline.warehouse.schema import RAW_TABLES
 
 
 def _deps(lineage: dg.TableColumnLineage, column: str) -> set:
@@ -52,10 +52,10 @@ def test_metadata_is_accepted_by_a_materialization():
 
 def test_weekly_snapshot_lineage_names_real_columns():
     """Every (asset, column) the snapshot's lineage names exists in that asset's table declaration."""
-    from ows_pipeline.dimensions.tables import DIMENSIONS
-    from ows_pipeline.facts.tables import fct_workflow_run_weekly
-    from ows_pipeline.operations.lineage import WEEKLY_SNAPSHOT_LINEAGE, weekly_snapshot_metadata
-    from ows_pipeline.uploads.tables import ref_feed_sla
+    from ows_pipeline.warehouse.schema.dimensions import DIMENSIONS
+    from ows_pipeline.warehouse.schema.facts import fct_workflow_run_weekly
+    from ows_pipeline.warehouse.schema.lineage import WEEKLY_SNAPSHOT_LINEAGE, weekly_snapshot_metadata
+    from ows_pipeline.warehouse.schema.uploads import ref_feed_sla
 
     tables = {f"stg_{k}": t for k, t in STAGING_TABLES.items()}
     tables.update({name: spec.table for name, spec in DIMENSIONS.items()})
@@ -70,9 +70,9 @@ def test_weekly_snapshot_lineage_names_real_columns():
 
 
 def test_dimension_and_staging_metadata():
-    from ows_pipeline.dimensions.tables import DIMENSIONS
-    from ows_pipeline.operations.lineage import dimension_metadata, staging_metadata
-    from ows_pipeline.uploads.tables import ref_project_metadata
+    from ows_pipeline.warehouse.schema.dimensions import DIMENSIONS
+    from ows_pipeline.warehouse.schema.lineage import dimension_metadata, staging_metadata
+    from ows_pipeline.warehouse.schema.uploads import ref_project_metadata
 
     project = dimension_metadata(DIMENSIONS["dim_project"].table)["dagster/column_lineage"]
     assert _deps(project, "project_code") == {("stg_ows_project", "project_code")}

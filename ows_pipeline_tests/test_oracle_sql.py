@@ -90,7 +90,7 @@ def test_oracle_engine_uses_thin_mode_and_large_arraysize():
 @pytest.mark.skipif(not os.environ.get("OWS_TEST_ORACLE_URL"), reason="live Oracle tests need OWS_TEST_ORACLE_URL")
 def test_live_oracle_extract(sqlite_url):
     """Against a real Oracle: create the OWS tables, fill a few rows, extract them."""
-    from ows_pipeline.warehouse.tables import create_warehouse_tables
+    from ows_pipeline.warehouse.schema import create_warehouse_tables
     from ows_pipeline_tests.small_source import build_small_source
 
     source = build_small_source(os.environ["OWS_TEST_ORACLE_URL"], runs=5)

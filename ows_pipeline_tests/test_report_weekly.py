@@ -299,7 +299,7 @@ def test_changes_read_the_warehouse_dimension_tables(tmp_path):
 
 
 def test_data_quality_sheet_counts_rejects_and_links_data_docs(engine, tmp_path):
-    from ows_pipeline.warehouse.tables import data_errors, etl_batches
+    from ows_pipeline.warehouse.schema import data_errors, etl_batches
 
     standard_week(engine)
     data_errors.create(engine)
@@ -367,7 +367,7 @@ def _materialize(assets, resources, partition=WEEK, instance=None):
 
 
 def test_report_asset_writes_the_week_file_with_metadata_and_the_same_sha_twice(ows_home, monkeypatch, tmp_path):
-    from ows_pipeline.reports.defs import ows_weekly_report
+    from ows_pipeline.defs.reports.assets import ows_weekly_report
     from ows_pipeline.resources import WarehouseResource
 
     url = f"sqlite:///{tmp_path / 'wh.db'}"
@@ -390,7 +390,7 @@ def test_report_asset_writes_the_week_file_with_metadata_and_the_same_sha_twice(
 
 
 def test_report_lists_the_latest_asset_check_results(ows_home, tmp_path):
-    from ows_pipeline.reports.defs import ows_weekly_report
+    from ows_pipeline.defs.reports.assets import ows_weekly_report
     from ows_pipeline.resources import WarehouseResource
 
     @dg.asset(name="stg_demo", check_specs=[dg.AssetCheckSpec("codes_not_null", asset="stg_demo")])
@@ -412,7 +412,7 @@ def test_report_lists_the_latest_asset_check_results(ows_home, tmp_path):
 
 
 def test_email_asset_is_skipped_with_a_clear_message_when_smtp_is_not_configured(ows_home):
-    from ows_pipeline.reports.defs import ows_weekly_report_email
+    from ows_pipeline.defs.reports.assets import ows_weekly_report_email
     from ows_pipeline.resources import SmtpResource, WarehouseResource
 
     result = _materialize([ows_weekly_report_email], {"smtp": SmtpResource(), "warehouse": WarehouseResource()})
@@ -424,7 +424,7 @@ def test_email_asset_is_skipped_with_a_clear_message_when_smtp_is_not_configured
 
 
 def test_email_asset_sends_the_report_over_starttls_with_the_password_from_env(ows_home, monkeypatch, tmp_path):
-    from ows_pipeline.reports.defs import ows_weekly_report, ows_weekly_report_email
+    from ows_pipeline.defs.reports.assets import ows_weekly_report, ows_weekly_report_email
     from ows_pipeline.resources import SmtpResource, WarehouseResource
     from ows_pipeline_tests.test_email_delivery import (
         PASSWORD, USER, Mailbox, attachment_of, make_certificate, start_server,
@@ -456,7 +456,7 @@ def test_email_asset_sends_the_report_over_starttls_with_the_password_from_env(o
 
 
 def test_email_asset_failure_fails_the_run_and_leaves_the_report_alone(ows_home, monkeypatch, tmp_path):
-    from ows_pipeline.reports.defs import ows_weekly_report, ows_weekly_report_email
+    from ows_pipeline.defs.reports.assets import ows_weekly_report, ows_weekly_report_email
     from ows_pipeline.resources import SmtpResource, WarehouseResource
     from ows_pipeline_tests.test_email_delivery import USER, Mailbox, make_certificate, start_server
 
@@ -488,7 +488,7 @@ def test_email_asset_failure_fails_the_run_and_leaves_the_report_alone(ows_home,
 
 
 def test_report_definitions_wire_the_two_assets():
-    from ows_pipeline.reports.defs import defs
+    from ows_pipeline.defs.reports.assets import defs
     from ows_pipeline.resources import SmtpResource, WarehouseResource
 
     resources = dg.Definitions(resources={"warehouse": WarehouseResource(), "smtp": SmtpResource()})

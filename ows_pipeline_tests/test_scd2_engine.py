@@ -19,8 +19,8 @@ from ows_pipeline.dimensions.scd2 import (
     merge_scd2,
     row_hashes,
 )
-from ows_pipeline.dimensions.tables import DIM_PROJECT
-from ows_pipeline.warehouse.tables import create_warehouse_tables, data_errors, etl_batches
+from ows_pipeline.warehouse.schema.dimensions import DIM_PROJECT
+from ows_pipeline.warehouse.schema import create_warehouse_tables, data_errors, etl_batches
 from ows_pipeline_tests.test_scd2_model import SPEC, create_tables, engine_history, fast_sqlite_engine, hours
 
 UTC = dt.timezone.utc

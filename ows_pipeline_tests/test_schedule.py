@@ -12,11 +12,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ows_pipeline.facts.defs import fct_workflow_run_weekly
-from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct
+from ows_pipeline.defs.facts.assets import fct_workflow_run_weekly
+from ows_pipeline.warehouse.schema.facts import fct_workflow_run_weekly as fct
 from ows_pipeline.resources import WarehouseResource, make_engine
-from ows_pipeline.schedules import ows_weekly_job, ows_weekly_schedule, week_just_ended
-from ows_pipeline.warehouse.tables import etl_batches
+from ows_pipeline.defs.jobs import ows_weekly_job, ows_weekly_schedule, week_just_ended
+from ows_pipeline.warehouse.schema import etl_batches
 from ows_pipeline_tests.test_facts_scenario import RUNS, load_inputs_as_of
 
 LONDON = ZoneInfo("Europe/London")
@@ -81,7 +81,7 @@ def test_schedule_follows_ows_timezone():
     code = (
         "import datetime as dt\n"
         "from dagster._utils.schedules import cron_string_iterator\n"
-        "from ows_pipeline.schedules import week_just_ended, ows_weekly_schedule as s\n"
+        "from ows_pipeline.defs.jobs import week_just_ended, ows_weekly_schedule as s\n"
         "print(s.cron_schedule, s.execution_timezone)\n"
         "after = dt.datetime(2026, 3, 7, tzinfo=dt.timezone.utc).timestamp()\n"
         "tick = next(cron_string_iterator(after, s.cron_schedule, s.execution_timezone))\n"
@@ -189,7 +189,7 @@ def test_twelve_week_backfill_from_the_cli_in_one_run(tmp_path):
     location = tmp_path / "location.py"
     location.write_text(
         "import dagster as dg\n"
-        "import ows_pipeline.facts.defs as facts\n"
+        "import ows_pipeline.defs.facts.assets as facts\n"
         "from ows_pipeline.resources import resources_from_env\n"
         "defs = dg.Definitions.merge(facts.defs, dg.Definitions(resources=resources_from_env()))\n"
     )
@@ -262,8 +262,8 @@ def test_job_backfill_from_the_cli_runs_through_the_daemon(tmp_path):
     location = tmp_path / "location.py"
     location.write_text(
         "import dagster as dg\n"
-        "import ows_pipeline.facts.defs as facts\n"
-        "import ows_pipeline.schedules as schedules\n"
+        "import ows_pipeline.defs.facts.assets as facts\n"
+        "import ows_pipeline.defs.jobs as schedules\n"
         "from ows_pipeline.resources import resources_from_env\n"
         "defs = dg.Definitions.merge(facts.defs, schedules.defs, dg.Definitions(resources=resources_from_env()))\n"
     )

@@ -35,7 +35,7 @@ def test_passwords_from_the_environment_never_reach_the_event_log(pg_url, ows_ho
     (trust authentication accepts it), with an SMTP password set: neither appears anywhere in the run."""
     from ows_pipeline.definitions import defs
     from ows_pipeline.resources import resources_from_env
-    from ows_pipeline.source.demo import generate_demo
+    from ows_pipeline.demo.source import generate_demo
 
     source = f"sqlite:///{ows_home / 'ows_source.db'}"
     generate_demo(source, projects=1, feeds_per_project=3, workflows_per_project=2, runs_per_day=10, weeks=1,

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from ows_pipeline.resources import WarehouseResource
 from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
 from ows_pipeline.staging.data_docs import data_docs_index_path
-from ows_pipeline.staging.defs import STAGING_ASSETS
+from ows_pipeline.defs.staging.assets import STAGING_ASSETS
 from ows_pipeline.warehouse.batches import record_batch
-from ows_pipeline.warehouse.tables import RAW_TABLES, create_warehouse_tables
+from ows_pipeline.warehouse.schema import RAW_TABLES, create_warehouse_tables
 from ows_pipeline_tests.test_staging_rules import AS_OF, valid_frames
 
 
@@ -226,7 +226,7 @@ def test_incremental_staging_processes_only_new_raw_batches(warehouse):
 def test_importing_definitions_does_not_import_great_expectations():
     code = (
         "import sys\n"
-        "import ows_pipeline.staging.defs\n"
+        "import ows_pipeline.defs.staging.assets\n"
         "import ows_pipeline.definitions\n"
         "heavy = [m for m in ('great_expectations', 'pandas') if m in sys.modules]\n"
         "print(','.join(heavy))\n"

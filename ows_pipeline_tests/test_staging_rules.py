@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from ows_pipeline.staging.quarantine import stage_rows
 from ows_pipeline.staging.suites import SUITES
-from ows_pipeline.warehouse.tables import create_warehouse_tables
+from ows_pipeline.warehouse.schema import create_warehouse_tables
 
 AS_OF = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.timezone.utc)
 T0 = "2026-11-19T08:00:00Z"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from ows_pipeline.staging.clean import clean_frame
 from ows_pipeline.staging.quarantine import stage_rows
-from ows_pipeline.warehouse.tables import create_warehouse_tables
+from ows_pipeline.warehouse.schema import create_warehouse_tables
 
 UTC = dt.timezone.utc
 

@@ -17,8 +17,8 @@ from ows_pipeline.uploads.landing import LandingFolder
 from ows_pipeline.uploads.problems import FileRejected
 from ows_pipeline.uploads.processing import error_summary, prepare, process_upload
 from ows_pipeline.uploads.sensing import _preflight, sensor_tick
-from ows_pipeline.uploads.tables import ref_feed_sla, ref_project_metadata, upload_registry
-from ows_pipeline.warehouse.tables import create_warehouse_tables, data_errors
+from ows_pipeline.warehouse.schema.uploads import ref_feed_sla, ref_project_metadata, upload_registry
+from ows_pipeline.warehouse.schema import create_warehouse_tables, data_errors
 from ows_pipeline_tests.upload_corpus import ACCEPTED_WITH_WARNINGS, BAD_FILES, CORPUS_LIMITS, BadFile
 
 LATER = time.time() + 3600  # every file counts as settled

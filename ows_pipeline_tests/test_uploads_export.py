@@ -15,8 +15,8 @@ from ows_pipeline.uploads.limits import UploadLimits
 from ows_pipeline.uploads.problems import FileRejected
 from ows_pipeline.uploads.processing import process_upload
 from ows_pipeline.uploads.sensing import sensor_tick
-from ows_pipeline.uploads.tables import upload_registry
-from ows_pipeline.warehouse.tables import create_warehouse_tables
+from ows_pipeline.warehouse.schema.uploads import upload_registry
+from ows_pipeline.warehouse.schema import create_warehouse_tables
 from ows_pipeline_tests.upload_corpus import workbook_bytes
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "uploads" / "ows_export" / "ows_project_2026-11-01.csv"

@@ -16,8 +16,8 @@ from ows_pipeline.uploads.landing import LandingFolder
 from ows_pipeline.uploads.limits import UploadLimits
 from ows_pipeline.uploads.processing import process_upload
 from ows_pipeline.uploads.sensing import sensor_tick
-from ows_pipeline.uploads.tables import ref_feed_sla, ref_project_metadata, upload_registry
-from ows_pipeline.warehouse.tables import create_warehouse_tables, data_errors, etl_batches
+from ows_pipeline.warehouse.schema.uploads import ref_feed_sla, ref_project_metadata, upload_registry
+from ows_pipeline.warehouse.schema import create_warehouse_tables, data_errors, etl_batches
 from ows_pipeline_tests.upload_corpus import HEADER, workbook_bytes
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "uploads"

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from ows_pipeline.resources import WarehouseResource
-from ows_pipeline.uploads.defs import KIND_JOBS, defs as upload_defs, ows_upload_sensor
-from ows_pipeline.uploads.tables import ref_feed_sla, upload_registry
+from ows_pipeline.defs.uploads.assets import KIND_JOBS, defs as upload_defs, ows_upload_sensor
+from ows_pipeline.warehouse.schema.uploads import ref_feed_sla, upload_registry
 from ows_pipeline_tests.upload_corpus import GOOD_CSV, HEADER
 
 

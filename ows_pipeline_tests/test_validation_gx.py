@@ -8,7 +8,7 @@ from ows_pipeline.staging import gx_runner
 from ows_pipeline.staging.data_docs import data_docs_dir, data_docs_index_path
 from ows_pipeline.staging.quarantine import stage_rows
 from ows_pipeline.staging.suites import SUITES
-from ows_pipeline.warehouse.tables import create_warehouse_tables
+from ows_pipeline.warehouse.schema import create_warehouse_tables
 from ows_pipeline_tests.test_staging_rules import AS_OF, _stage_valid_parents, seeded_runs
 
 def test_gx_counts_match_the_fast_path_and_data_docs_keep_history(sqlite_url, ows_home, monkeypatch):

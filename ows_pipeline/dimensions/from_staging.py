@@ -14,10 +14,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ows_pipeline.dimensions.scd2 import DimensionSpec, MergeStats, merge_scd2
-from ows_pipeline.staging.tables import STAGING_TABLES
+from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 from ows_pipeline.warehouse.batches import last_successful_batch, utc_now
 from ows_pipeline.warehouse.bulk import as_utc
-from ows_pipeline.warehouse.tables import etl_batches
+from ows_pipeline.warehouse.schema.ledger import etl_batches
 
 PROJECT_METADATA_COLUMNS = ("business_unit", "cost_centre", "owner")
 

@@ -24,7 +24,7 @@ from ows_pipeline.resources import SourceConfigError
 from ows_pipeline.source.schema import TS, SourceTable
 from ows_pipeline.warehouse.batches import last_successful_batch, new_batch_id, record_batch, record_failed_batch
 from ows_pipeline.warehouse.bulk import as_utc, insert_rows
-from ows_pipeline.warehouse.tables import RAW_TABLES
+from ows_pipeline.warehouse.schema.raw import RAW_TABLES
 
 Log = Callable[[str], None]
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_$#]{0,127}")

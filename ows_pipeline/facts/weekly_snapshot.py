@@ -35,10 +35,10 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
 from ows_pipeline.dimensions.point_in_time import join_valid_at
-from ows_pipeline.dimensions.tables import DIM_FEED, DIM_MATCH_PROCESS, DIM_PROJECT, DIM_WORKFLOW
-from ows_pipeline.facts.tables import fct_workflow_run_weekly as fct
+from ows_pipeline.warehouse.schema.dimensions import DIM_FEED, DIM_MATCH_PROCESS, DIM_PROJECT, DIM_WORKFLOW
+from ows_pipeline.warehouse.schema.facts import fct_workflow_run_weekly as fct
 from ows_pipeline.source.schema import TS
-from ows_pipeline.staging.tables import STAGING_TABLES
+from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 from ows_pipeline.warehouse.batches import new_batch_id, record_batch, record_failed_batch, utc_now
 
 ASSET_KEY = "fct_workflow_run_weekly"

@@ -19,7 +19,8 @@ from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
 from ows_pipeline.staging.quarantine import StagingResult, stage_rows
 from ows_pipeline.warehouse.batches import last_successful_batch
 from ows_pipeline.warehouse.bulk import as_utc
-from ows_pipeline.warehouse.tables import RAW_TABLES, etl_batches
+from ows_pipeline.warehouse.schema.raw import RAW_TABLES
+from ows_pipeline.warehouse.schema.ledger import etl_batches
 
 
 @dataclass(frozen=True)

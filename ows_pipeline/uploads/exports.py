@@ -25,7 +25,7 @@ from ows_pipeline.uploads.limits import UploadLimits
 from ows_pipeline.uploads.problems import FileRejected, Problem, reject
 from ows_pipeline.uploads.reference import KeyCounts
 from ows_pipeline.warehouse.batches import record_batch
-from ows_pipeline.warehouse.tables import etl_batches
+from ows_pipeline.warehouse.schema.ledger import etl_batches
 
 _NAME = re.compile(
     r"(?P<table>ows_[a-z_]+?)_(?P<date>\d{4}-\d{2}-\d{2})(?:T(?P<time>\d{6})Z?)?(?P<ext>\.[A-Za-z]+)",
@@ -152,7 +152,7 @@ def staged_counts(conn: sa.Connection, table_name: str, clean, full: bool) -> Ke
 
     from ows_pipeline.staging.clean import clean_frame
     from ows_pipeline.staging.suites import key_columns
-    from ows_pipeline.staging.tables import STAGING_TABLES
+    from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 
     table = STAGING_TABLES[table_name]
     source = SOURCE_TABLES_BY_NAME[table_name].table
@@ -181,7 +181,7 @@ def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_
     from ows_pipeline.staging.rules import evaluate_suite
     from ows_pipeline.staging.suites import ERROR, SUITES
     from ows_pipeline.warehouse.bulk import insert_rows
-    from ows_pipeline.warehouse.tables import data_errors
+    from ows_pipeline.warehouse.schema.ledger import data_errors
 
     table_name, rows = plan.table_name, plan.rows
     source = SOURCE_TABLES_BY_NAME[table_name]
@@ -240,7 +240,7 @@ def with_project_metadata(conn: sa.Connection, frame):
     """Project rows with business unit, cost centre and owner from `ref_project_metadata` where it has them."""
     import pandas as pd
 
-    from ows_pipeline.uploads.tables import ref_project_metadata as ref
+    from ows_pipeline.warehouse.schema.uploads import ref_project_metadata as ref
 
     columns = ("business_unit", "cost_centre", "owner")
     found = pd.DataFrame(
@@ -305,7 +305,7 @@ def merge_dimension(conn, table_name: str, clean, as_of: dt.datetime, batch_id: 
                     source_file: str) -> KeyCounts:
     """Merge the export into its SCD2 dimension at `as_of`, in the caller's transaction; count the keys."""
     from ows_pipeline.dimensions.scd2 import merge_scd2
-    from ows_pipeline.dimensions.tables import DIMENSIONS as SPECS
+    from ows_pipeline.warehouse.schema.dimensions import DIMENSIONS as SPECS
 
     spec = SPECS[DIMENSIONS[table_name]]
     rows = with_project_metadata(conn, clean) if table_name == "ows_project" else clean

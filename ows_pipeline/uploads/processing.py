@@ -25,9 +25,9 @@ from ows_pipeline.uploads.landing import PROCESSED, REJECTED, LandingFolder, rea
 from ows_pipeline.uploads.limits import UploadLimits
 from ows_pipeline.uploads.problems import ERROR, FileRejected, Problem, reject
 from ows_pipeline.uploads.reference import KeyCounts, load_reference
-from ows_pipeline.uploads.tables import REFERENCE_TABLES
+from ows_pipeline.warehouse.schema.uploads import REFERENCE_TABLES
 from ows_pipeline.warehouse.batches import new_batch_id, record_batch, record_failed_batch
-from ows_pipeline.warehouse.tables import data_errors
+from ows_pipeline.warehouse.schema.ledger import data_errors
 
 SKIPPED = "SKIPPED"
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 
-from ows_pipeline.uploads.tables import upload_registry
+from ows_pipeline.warehouse.schema.uploads import upload_registry
 
 RECEIVED = "RECEIVED"
 LOADED = "LOADED"

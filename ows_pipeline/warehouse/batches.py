@@ -8,7 +8,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 
-from ows_pipeline.warehouse.tables import etl_batches
+from ows_pipeline.warehouse.schema.ledger import etl_batches
 
 
 def utc_now() -> dt.datetime:

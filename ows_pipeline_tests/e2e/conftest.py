@@ -57,7 +57,7 @@ DEMO_WEEK = "2026-11-08"
 
 def seed_source(source_url: str) -> None:
     """A small demo OWS source (2 projects, three weeks of history up to DEMO_AS_OF)."""
-    from ows_pipeline.source.demo import generate_demo
+    from ows_pipeline.demo.source import generate_demo
 
     generate_demo(
         source_url, projects=2, feeds_per_project=3, workflows_per_project=2, runs_per_day=30, weeks=3, as_of=DEMO_AS_OF

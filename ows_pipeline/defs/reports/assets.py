@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from ows_pipeline.operations.policies import weekly_report_freshness_policy
+from ows_pipeline.defs.policies import weekly_report_freshness_policy
 from ows_pipeline.partitions import weekly_partitions
 from ows_pipeline.reports import queries
 from ows_pipeline.reports.email import DeliveryError, SmtpSettings, send_report

@@ -108,7 +108,7 @@ def materialize_staging(
         f"stg_{table_name}: {result.rows_in} rows in, {result.loaded} loaded, {result.rejected} rejected "
         f"(batch {batch_id})"
     )
-    from ows_pipeline.operations.lineage import staging_metadata
+    from ows_pipeline.warehouse.schema.lineage import staging_metadata
 
     return dg.MaterializeResult(
         metadata={**_asset_metadata(result, report, docs_problem), **staging_metadata(table_name)},

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from ows_pipeline.facts.weekly_snapshot import build_week, preview_rows, unresolved_keys, week_for_key, week_summary
-from ows_pipeline.operations.lineage import weekly_snapshot_metadata
+from ows_pipeline.warehouse.schema.lineage import weekly_snapshot_metadata
 from ows_pipeline.partitions import weekly_partitions
 from ows_pipeline.resources import WarehouseResource
 

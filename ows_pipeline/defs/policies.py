@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from ows_pipeline.operations.redaction import redact
+from ows_pipeline.redaction import redact
 
 EXTRACTION_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3,

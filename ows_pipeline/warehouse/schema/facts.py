@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ows_pipeline.source.schema import TS
-from ows_pipeline.warehouse.tables import metadata
+from ows_pipeline.warehouse.schema.base import metadata
 
 fct_workflow_run_weekly = sa.Table(
     "fct_workflow_run_weekly",

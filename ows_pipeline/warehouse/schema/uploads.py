@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ows_pipeline.source.schema import TS
-from ows_pipeline.warehouse.tables import metadata
+from ows_pipeline.warehouse.schema.base import metadata
 
 upload_registry = sa.Table(
     "upload_registry",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Optional
 
-from ows_pipeline.operations.redaction import redact
+from ows_pipeline.redaction import redact
 
 MAX_ERROR_CHARS = 2000
 

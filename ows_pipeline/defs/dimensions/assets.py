@@ -3,8 +3,8 @@
 import dagster as dg
 
 from ows_pipeline.dimensions.scd2 import DimensionSpec
-from ows_pipeline.dimensions.tables import DIMENSIONS
-from ows_pipeline.operations.policies import DIMENSION_MERGE_POOL
+from ows_pipeline.warehouse.schema.dimensions import DIMENSIONS
+from ows_pipeline.defs.policies import DIMENSION_MERGE_POOL
 from ows_pipeline.resources import WarehouseResource
 
 INVARIANTS_CHECK = "scd2_invariants"
@@ -44,7 +44,7 @@ def _dimension_asset(spec: DimensionSpec) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         from ows_pipeline.dimensions.from_staging import build_dimension
         from ows_pipeline.dimensions.scd2 import invariant_violations
-        from ows_pipeline.operations.lineage import dimension_metadata
+        from ows_pipeline.warehouse.schema.lineage import dimension_metadata
 
         engine = warehouse.get_engine()
         load = build_dimension(engine, spec)

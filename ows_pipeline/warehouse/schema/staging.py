@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ows_pipeline.source.schema import SOURCE_TABLES
-from ows_pipeline.warehouse.tables import metadata
+from ows_pipeline.warehouse.schema.base import metadata
 
 
 def _staging_table(source: sa.Table) -> sa.Table:

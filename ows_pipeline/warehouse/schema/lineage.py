@@ -110,22 +110,22 @@ from the step history; names and surrogate keys are the dimension versions valid
 
 def weekly_snapshot_metadata() -> dict:
     """Column schema and lineage of `fct_workflow_run_weekly`."""
-    from ows_pipeline.facts.tables import fct_workflow_run_weekly
+    from ows_pipeline.warehouse.schema.facts import fct_workflow_run_weekly
 
     return table_metadata(fct_workflow_run_weekly, {}, WEEKLY_SNAPSHOT_LINEAGE)
 
 
 def staging_metadata(table_name: str) -> dict:
     """Column schema and lineage of `stg_<table_name>` from `raw_<table_name>`."""
-    from ows_pipeline.staging.tables import STAGING_TABLES
-    from ows_pipeline.warehouse.tables import RAW_TABLES
+    from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
+    from ows_pipeline.warehouse.schema.raw import RAW_TABLES
 
     return table_metadata(STAGING_TABLES[table_name], {f"raw_{table_name}": RAW_TABLES[table_name]})
 
 
 def dimension_metadata(dimension: sa.Table) -> dict:
     """Column schema and lineage of a `dim_*` table from its staging table (`dim_feed` from `stg_ows_feed`)."""
-    from ows_pipeline.staging.tables import STAGING_TABLES
+    from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 
     source = "ows_" + dimension.name.removeprefix("dim_")
     upstream = {f"stg_{source}": STAGING_TABLES[source]}

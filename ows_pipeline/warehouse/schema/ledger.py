@@ -1,32 +1,12 @@
-"""Warehouse tables shared by every stage (DESIGN.md section 3): raw copies and bookkeeping.
-
-Staging, dimension and fact tables are declared by the modules that build them, on the
-same `metadata`, so that `create_warehouse_tables` makes everything in one call.
-"""
+"""Bookkeeping tables shared by every stage: `etl_batches` (one row per load) and `data_errors`
+(one row per rejected or warned value)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ows_pipeline.source.schema import SOURCE_TABLES, TS
-
-metadata = sa.MetaData()
-
-
-def _raw_table(source: sa.Table) -> sa.Table:
-    columns = [sa.Column(c.name, c.type, nullable=True) for c in source.columns]
-    key = [c.name for c in source.primary_key.columns]
-    return sa.Table(
-        f"raw_{source.name}",
-        metadata,
-        *columns,
-        sa.Column("_batch_id", sa.String(40), nullable=False),
-        sa.Column("_extracted_at", TS, nullable=False),
-        sa.Index(f"ux_raw_{source.name}_key", *key, unique=True),
-    )
-
-
-RAW_TABLES: dict[str, sa.Table] = {t.name: _raw_table(t.table) for t in SOURCE_TABLES}
+from ows_pipeline.source.schema import TS
+from ows_pipeline.warehouse.schema.base import metadata
 
 etl_batches = sa.Table(
     "etl_batches",
@@ -67,14 +47,3 @@ data_errors = sa.Table(
     sa.Index("ix_data_errors_batch", "batch_id"),
     sa.Index("ix_data_errors_asset", "asset_key", "created_at"),
 )
-
-
-def create_warehouse_tables(engine: sa.Engine) -> None:
-    """Create every warehouse table that does not exist yet (idempotent)."""
-    # Each stage declares its tables on `metadata` in its own `tables` module.
-    import ows_pipeline.dimensions.tables  # noqa: F401
-    import ows_pipeline.facts.tables  # noqa: F401
-    import ows_pipeline.staging.tables  # noqa: F401
-    import ows_pipeline.uploads.tables  # noqa: F401
-
-    metadata.create_all(engine)

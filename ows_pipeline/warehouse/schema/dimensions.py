@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ows_pipeline.dimensions.scd2 import DimensionSpec, declare_dimension
-from ows_pipeline.staging.tables import STAGING_TABLES
+from ows_pipeline.warehouse.schema.scd2 import DimensionSpec, declare_dimension
+from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 
 
 def _dimension(entity: str, tracked: tuple[str, ...], scd1: tuple[str, ...] = (), extra: tuple[sa.Column, ...] = ()):

@@ -42,7 +42,7 @@ def run_demo(
     import dagster as dg
 
     from ows_pipeline.partitions import weekly_partitions
-    from ows_pipeline.source.demo import advance_demo, generate_demo
+    from ows_pipeline.demo.source import advance_demo, generate_demo
 
     settings = Settings.from_env()
     os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster"))

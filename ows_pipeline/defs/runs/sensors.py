@@ -7,14 +7,14 @@ import os
 
 import dagster as dg
 
-from ows_pipeline.operations.failure_notice import (
+from ows_pipeline.reports.failure_notice import (
     FailureNotice,
     StepFailure,
     error_text,
     send_failure_email,
 )
-from ows_pipeline.operations.redaction import redact
-from ows_pipeline.operations.tags import missing_run_tags, trigger_of, week_of
+from ows_pipeline.redaction import redact
+from ows_pipeline.defs.run_tags import missing_run_tags, trigger_of, week_of
 from ows_pipeline.resources import SmtpResource
 
 logger = logging.getLogger("ows_pipeline.operations")

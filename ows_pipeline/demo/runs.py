@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ows_pipeline.source.demo_reference import DAY, FUNCTION, LOAD, MATCH, MAX_STEPS, NOTICE
+from ows_pipeline.demo.reference import DAY, FUNCTION, LOAD, MATCH, MAX_STEPS, NOTICE
 
 # activity statuses
 ACTIVE, COMPLETE, ERROR, WAITING, NOTIFIED, SUSPEND, DEFERRED = range(7)

@@ -25,8 +25,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from ows_pipeline.source import schema as source_schema
-from ows_pipeline.source.demo_reference import DAY, WEEK, build_reference
-from ows_pipeline.source.demo_runs import DayRuns, project_runs, project_steps, simulate_day, STATUSES, RESULT_CODES
+from ows_pipeline.demo.reference import DAY, WEEK, build_reference
+from ows_pipeline.demo.runs import DayRuns, project_runs, project_steps, simulate_day, STATUSES, RESULT_CODES
 from ows_pipeline.warehouse.bulk import insert_rows
 
 UTC = dt.timezone.utc

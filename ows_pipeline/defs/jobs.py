@@ -18,7 +18,7 @@ import warnings
 
 import dagster as dg
 
-from ows_pipeline.operations.tags import run_tags
+from ows_pipeline.defs.run_tags import run_tags
 from ows_pipeline.partitions import weekly_partitions
 
 WEEKLY_GROUPS = ("ows_raw", "ows_staging", "ows_dimensions", "ows_facts", "ows_reports")

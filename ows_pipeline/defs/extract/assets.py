@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from ows_pipeline.operations.policies import EXTRACTION_RETRY_POLICY, retry_only_transient
+from ows_pipeline.defs.policies import EXTRACTION_RETRY_POLICY, retry_only_transient
 from ows_pipeline.resources import OwsSourceResource, WarehouseResource
 from ows_pipeline.source.schema import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
 
