@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import shlex
 from pathlib import Path
 
@@ -84,13 +85,21 @@ def test_image_serves_the_code_location():
     assert "USER ows" in dockerfile
 
 
-def test_proxy_requires_authentication_for_both_uis():
-    conf = (DEPLOY / "proxy" / "nginx.conf").read_text()
-    servers = conf.split("server {")[2:]
-    assert len(servers) == 2
-    for server in servers:
-        assert "auth_basic_user_file" in server
-        assert "listen 443 ssl" in server
-        assert "proxy_set_header   Upgrade" in server
-    assert "proxy_pass         http://127.0.0.1:3000" in servers[0]
-    assert "proxy_pass         http://127.0.0.1:3001" in servers[1]
+def test_proxy_sends_each_role_to_its_unit_behind_tls_and_authentication():
+    """The rules (nginx.conf) and the example site (ows-dagster/) agree with the units' ports; the
+    end-to-end tests run the same files with other ports (ows_pipeline_tests/e2e/test_proxy.py)."""
+    proxy = DEPLOY / "proxy"
+    conf = (proxy / "nginx.conf").read_text()
+    upstreams = (proxy / "ows-dagster" / "upstreams.conf").read_text()
+    servers = conf.split("\nserver {")[1:]
+    assert len(servers) == 3, "a redirect, the operators' and the viewers' server"
+    for role, upstream, unit in (("operators", "ows_operators_ui", "dagster-webserver.service"),
+                                 ("viewers", "ows_viewers_ui", "dagster-webserver-readonly.service")):
+        server = next(s for s in servers if f"include ows-dagster/{role}.conf;" in s)
+        assert f"auth_basic_user_file ows-dagster/{role}.htpasswd;" in server
+        assert server.count(f"proxy_pass http://{upstream};") == 2
+        assert 'proxy_set_header   Authorization "";' in server and "proxy_set_header   Upgrade" in server
+        assert "listen 443 ssl" in (proxy / "ows-dagster" / f"{role}.conf").read_text()
+        command = shlex.split(_unit(unit)["Service"]["ExecStart"])
+        port = command[command.index("-p") + 1]
+        assert re.search(rf"upstream {upstream} {{\s*server 127\.0\.0\.1:{port};", upstreams), (upstream, port)

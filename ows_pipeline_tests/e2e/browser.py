@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -9,14 +10,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @contextmanager
-def chromium_page(executable_path: str, viewport=(1600, 1000)):
-    """A fresh page in headless Chromium, closed afterwards."""
+def chromium_page(executable_path: str, viewport=(1600, 1000), args=(), **context):
+    """A fresh page in headless Chromium, closed afterwards. `args` go to Chromium, `context` to its
+    browser context (http_credentials, ignore_https_errors, ...)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable_path, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable_path, args=[*CHROMIUM_ARGS, *args])
         try:
-            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, **context).new_page()
             page.set_default_timeout(30_000)
             yield page
         finally:
@@ -38,3 +40,21 @@ def screenshot(page, folder: Path, name: str) -> Path:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
     return path
+
+
+def open_launch_dialog(page, job_url: str, partition: str):
+    """Open a partitioned job, "Materialize all", pick one partition; returns the launch dialog."""
+    page.goto(job_url)
+    dismiss_welcome(page)
+    page.get_by_text(re.compile(r"^Materialize all")).first.click()
+    confirm = page.get_by_role("button", name="Confirm")
+    try:
+        confirm.wait_for(state="visible", timeout=3000)
+        confirm.click()
+    except Exception:  # noqa: BLE001 - only asked when upstream assets were never materialized
+        pass
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Partition selection").wait_for()
+    dialog.get_by_placeholder(re.compile("partition", re.I)).fill(partition)
+    page.keyboard.press("Enter")
+    return dialog

@@ -8,7 +8,11 @@ authentication accepts it) and for SMTP (set but unused: without a user and TLS 
 attempted) so that tests can look for them where they must not appear. Failure notices and weekly
 reports go to a real SMTP server (aiosmtpd) whose inbox is `stack.inbox`.
 
-Nothing here is skipped under CI=true: a missing PostgreSQL or Chromium fails the run.
+`proxied_stack` (session scope, on top of `dagster_stack`) adds the front door of deploy/proxy: a
+`--read-only` webserver (the command of its systemd unit) on the same instance and daemon, and nginx
+with TLS and basic authentication, operators to the full webserver and viewers to the read-only one.
+
+Nothing here is skipped under CI=true: a missing PostgreSQL, Chromium or nginx fails the run.
 """
 
 from __future__ import annotations
@@ -21,11 +25,17 @@ from pathlib import Path
 import pytest
 
 from ows_pipeline_tests.conftest import IN_CI, create_pg_database, drop_pg_database
-from ows_pipeline_tests.e2e.stack import REPO_ROOT, VENV_BIN, DagsterStack, free_port, instance_env
+from ows_pipeline_tests.e2e.proxy import Account, NginxProxy, nginx_binary
+from ows_pipeline_tests.e2e.stack import REPO_ROOT, VENV_BIN, DagsterStack, free_port, instance_env, unit_command
 
 WAREHOUSE_PASSWORD = f"Wh-{uuid.uuid4().hex[:12]}-pw"
 SMTP_PASSWORD = f"Smtp-{uuid.uuid4().hex[:12]}-pw"
-SECRETS = (WAREHOUSE_PASSWORD, SMTP_PASSWORD)
+OPERATOR = Account("olivia.operator", f"Op-{uuid.uuid4().hex[:16]}-pw", "operator")
+VIEWER = Account("victor.viewer", f"View-{uuid.uuid4().hex[:16]}-pw", "viewer")
+SECRETS = (
+    WAREHOUSE_PASSWORD, SMTP_PASSWORD,
+    *(secret for account in (OPERATOR, VIEWER) for secret in (account.password, account.authorization.split()[1])),
+)
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -130,6 +140,48 @@ def dagster_stack(tmp_path_factory):
             shutil.copy(log, ARTIFACTS / f"e2e-{log.name}")
         drop_pg_database(instance_url)
         drop_pg_database(warehouse_url)
+
+
+class ProxiedStack:
+    """The deployment behind its proxy: `operator` is the full webserver (and the daemon), `viewer` the
+    read-only one, `proxy` the nginx in front of both."""
+
+    def __init__(self, operator: DagsterStack, viewer: DagsterStack, proxy: NginxProxy):
+        self.operator, self.viewer, self.proxy = operator, viewer, proxy
+
+
+@pytest.fixture(scope="session")
+def proxied_stack(dagster_stack, tmp_path_factory):
+    """nginx (deploy/proxy) in front of `dagster_stack` and a read-only webserver on the same instance."""
+    require(nginx_binary() is not None, "nginx is missing: install Debian's nginx (apt-get install -y nginx)")
+    base = tmp_path_factory.mktemp("proxied_stack")
+    viewer = DagsterStack(
+        port=free_port(),
+        dagster_home=dagster_stack.dagster_home,
+        ows_home=dagster_stack.ows_home,
+        instance_db_url=dagster_stack.instance_db_url,
+        warehouse_url=dagster_stack.warehouse_url,
+        env=dagster_stack.env,
+        log_dir=base / "logs",
+    )
+    proxy = NginxProxy(
+        root=base / "nginx", https_port=free_port(), http_port=free_port(),
+        operators_port=dagster_stack.port, viewers_port=viewer.port,
+    )
+    try:
+        viewer.start({"viewer": unit_command("dagster-webserver-readonly.service", viewer.port, "workspace.yaml")})
+        proxy.write_config()
+        for account in (OPERATOR, VIEWER):
+            proxy.set_password(account)
+        proxy.start()
+        yield ProxiedStack(dagster_stack, viewer, proxy)
+    finally:
+        proxy.stop()
+        viewer.stop()
+        artifacts = ARTIFACTS / "proxy"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        for log in [*(base / "logs").glob("*.log"), *proxy.log_dir.glob("*.log")]:
+            shutil.copy(log, artifacts / log.name)
 
 
 @pytest.fixture(scope="session")

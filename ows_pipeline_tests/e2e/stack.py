@@ -1,11 +1,13 @@
 """A real Dagster deployment for end-to-end tests: dagster-webserver and dagster-daemon on a
-PostgreSQL-backed instance (the repository's own dagster.yaml), started as process groups and torn down
+PostgreSQL-backed instance (deploy/dagster.yaml), started as process groups and torn down
 with every child (code servers, run workers)."""
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -24,6 +26,21 @@ VENV_BIN = Path(sys.executable).parent
 LOCATION = "ows_pipeline"
 REPOSITORY = "__repository__"
 ASSET_JOB = "__ASSET_JOB"
+
+
+UNITS = REPO_ROOT / "deploy" / "systemd"
+
+
+def unit_command(unit: str, port: int, workspace: str | None = None) -> list[str]:
+    """The ExecStart of a deploy/systemd unit, run from this virtualenv on another port (and workspace)."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read(UNITS / unit)
+    command = shlex.split(parser["Service"]["ExecStart"])
+    command[0] = str(VENV_BIN / command[0].rsplit("/", 1)[1])
+    command[command.index("-p") + 1] = str(port)
+    if workspace:
+        command[command.index("-w") + 1] = workspace
+    return command
 
 
 def free_port() -> int:
@@ -55,6 +72,31 @@ def descendants(pid: int) -> list[int]:
             result.append(child)
             todo.append(child)
     return result
+
+
+def listening_sockets(pids: list[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state held by one of `pids` (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # /proc prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add((socket.inet_ntop(family, raw), int(port, 16)))
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -158,9 +200,10 @@ class DagsterStack:
     def warehouse_engine(self) -> sa.Engine:
         return sa.create_engine(self.warehouse_url)
 
-    def start(self, timeout: float = 180.0) -> None:
+    def start(self, commands: Optional[dict[str, list[str]]] = None, timeout: float = 180.0) -> None:
+        """Start `commands` (by default a webserver on `port` and the daemon) and wait for the webserver."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        commands = {
+        commands = commands or {
             "webserver": [
                 str(VENV_BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", "workspace.yaml",
             ],

@@ -5,12 +5,11 @@ Screenshots land in test-artifacts/browser/ (git-ignored; CI keeps them as artif
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
-from ows_pipeline_tests.e2e.browser import chromium_page, dismiss_welcome, screenshot
+from ows_pipeline_tests.e2e.browser import chromium_page, dismiss_welcome, open_launch_dialog, screenshot
 from ows_pipeline_tests.e2e.conftest import ARTIFACTS, DEMO_WEEK, require
 from ows_pipeline_tests.e2e.queries import ASSET_NODES, run_record
 from ows_pipeline_tests.e2e.stack import LOCATION
@@ -57,19 +56,7 @@ def test_launch_one_week_from_the_ui_and_inspect_assets(dagster_stack, chromium_
     require(WEEKLY_JOB in _job_names(dagster_stack), f"{WEEKLY_JOB} is not in the code location yet")
     before = set(_runs_of_week(dagster_stack, DEMO_WEEK))
     with chromium_page(chromium_path) as page:
-        page.goto(f"{dagster_stack.url}/locations/{LOCATION}/jobs/{WEEKLY_JOB}")
-        dismiss_welcome(page)
-        page.get_by_text(re.compile(r"^Materialize all")).first.click()
-        confirm = page.get_by_role("button", name="Confirm")
-        try:
-            confirm.wait_for(state="visible", timeout=3000)
-            confirm.click()
-        except Exception:  # noqa: BLE001 - only asked when upstream assets were never materialized
-            pass
-        dialog = page.get_by_role("dialog")
-        dialog.get_by_text("Partition selection").wait_for()
-        dialog.get_by_placeholder(re.compile("partition", re.I)).fill(DEMO_WEEK)
-        page.keyboard.press("Enter")
+        dialog = open_launch_dialog(page, f"{dagster_stack.url}/locations/{LOCATION}/jobs/{WEEKLY_JOB}", DEMO_WEEK)
         screenshot(page, SHOTS, "02_launch_one_week")
         dialog.get_by_role("button", name="Launch 1 run").click()
 

@@ -4,8 +4,6 @@ PostgreSQL instance as the main deployment: it loads the location, shows the run
 
 from __future__ import annotations
 
-import configparser
-import shlex
 import subprocess
 import time
 
@@ -17,31 +15,19 @@ from ows_pipeline_tests.e2e.stack import (
     LOCATION,
     REPO_ROOT,
     REPOSITORY,
-    VENV_BIN,
     DagsterStack,
     free_port,
     stop_process_tree,
+    unit_command,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-UNITS = REPO_ROOT / "deploy" / "systemd"
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {
   launchRun(executionParams: $params) { __typename ... on UnauthorizedError { message } }
 }
 """
-
-
-def _exec_start(unit: str, port: int, workspace: str | None = None) -> list[str]:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.read(UNITS / unit)
-    command = shlex.split(parser["Service"]["ExecStart"])
-    command[0] = str(VENV_BIN / command[0].rsplit("/", 1)[1])
-    command[command.index("-p") + 1] = str(port)
-    if workspace:
-        command[command.index("-w") + 1] = workspace
-    return command
 
 
 def test_grpc_code_server_and_read_only_viewer(dagster_stack, tmp_path):
@@ -55,7 +41,7 @@ def test_grpc_code_server_and_read_only_viewer(dagster_stack, tmp_path):
 
     code_log = open(logs / "code-server.log", "wb")
     code_server = subprocess.Popen(
-        _exec_start("ows-code-server.service", grpc_port),
+        unit_command("ows-code-server.service", grpc_port),
         cwd=REPO_ROOT, env=dagster_stack.env, stdout=code_log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     code_log.close()
@@ -71,7 +57,7 @@ def test_grpc_code_server_and_read_only_viewer(dagster_stack, tmp_path):
     try:
         web_log = open(logs / "viewer.log", "wb")
         viewer.processes["viewer"] = subprocess.Popen(
-            _exec_start("dagster-webserver-readonly.service", web_port, str(workspace_file)),
+            unit_command("dagster-webserver-readonly.service", web_port, str(workspace_file)),
             cwd=REPO_ROOT, env=dagster_stack.env, stdout=web_log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         web_log.close()
