@@ -175,7 +175,7 @@ def _env_int(name: str, default: int):
 
 def resources_from_env() -> dict:
     """The resources of the code location, bound to environment variables by name."""
-    starttls = os.environ.get("OWS_SMTP_STARTTLS", "true").strip().lower() not in ("0", "false", "no", "off")
+    starttls = Settings.from_env().smtp_starttls
     return {
         "ows_source": OwsSourceResource(
             url=_env("OWS_SOURCE_URL"), password=_env("OWS_SOURCE_PASSWORD"), db_schema=_env("OWS_SOURCE_SCHEMA")

@@ -7,7 +7,6 @@ in its `_gx_store` subfolder.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ows_pipeline.settings import Settings
@@ -15,8 +14,7 @@ from ows_pipeline.settings import Settings
 
 def data_docs_dir() -> Path:
     """The Data Docs folder: `OWS_DATA_DOCS_DIR`, else `$OWS_HOME/data_docs`."""
-    configured = os.environ.get("OWS_DATA_DOCS_DIR")
-    return Path(configured).resolve() if configured else Settings.from_env().home / "data_docs"
+    return Settings.from_env().data_docs_dir
 
 
 def data_docs_index_path() -> Path:

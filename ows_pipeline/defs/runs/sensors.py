@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import dagster as dg
 
@@ -16,6 +15,7 @@ from ows_pipeline.reports.failure_notice import (
 from ows_pipeline.redaction import redact
 from ows_pipeline.defs.run_tags import missing_run_tags, trigger_of, week_of
 from ows_pipeline.resources import SmtpResource
+from ows_pipeline.settings import Settings
 
 logger = logging.getLogger("ows_pipeline.operations")
 
@@ -35,14 +35,14 @@ def failure_notice(context: dg.RunFailureSensorContext) -> FailureNotice:
     week = week_of(run.tags)
     if week:
         tags.setdefault("ows/week", week)
-    ui_url = os.environ.get("OWS_UI_URL")
+    ui_url = Settings.from_env().ui_url
     return FailureNotice(
         run_id=run.run_id,
         job_name=run.job_name,
         run_error=run_error_text,
         steps=steps,
         tags=tags,
-        run_url=f"{ui_url.rstrip('/')}/runs/{run.run_id}" if ui_url else None,
+        run_url=f"{ui_url}/runs/{run.run_id}" if ui_url else None,
     )
 
 

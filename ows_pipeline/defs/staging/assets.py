@@ -7,17 +7,15 @@ dimensions and the report are not built on bad data in the same run.
 Pandas and Great Expectations are imported inside the step, never at definition time.
 """
 
-import os
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
 from ows_pipeline.resources import WarehouseResource
+from ows_pipeline.settings import Settings
 from ows_pipeline.source.schema import SOURCE_TABLES
 from ows_pipeline.staging.suites import ERROR, SUITES, key_columns, referenced_tables
-
-DEFAULT_MAX_REJECTION_RATE = 0.05
 
 TABLE_CHECKS = {
     "not_empty": "Blocking: the extract has rows (full tables), or the staged table is not empty "
@@ -42,13 +40,7 @@ class StagingConfig(dg.Config):
 def max_rejection_rate(config: StagingConfig) -> float:
     if config.max_rejection_rate is not None:
         return config.max_rejection_rate
-    value = os.environ.get("OWS_MAX_REJECTION_RATE")
-    if not value:
-        return DEFAULT_MAX_REJECTION_RATE
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"OWS_MAX_REJECTION_RATE={value!r} is not a number; use e.g. 0.05 for 5%.") from None
+    return Settings.from_env().max_rejection_rate
 
 
 def check_specs(table_name: str) -> list[dg.AssetCheckSpec]:
