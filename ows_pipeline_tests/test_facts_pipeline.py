@@ -4,7 +4,6 @@ snapshot and the report for a week, live on the Sunday and rebuilt weeks later."
 from __future__ import annotations
 
 import datetime as dt
-import types
 
 import dagster as dg
 import pytest
@@ -22,21 +21,14 @@ SIZES = dict(projects=2, feeds_per_project=3, workflows_per_project=2, runs_per_
 
 def _location(source_url: str, warehouse_url: str) -> dg.Definitions:
     """The code location's domains, bound to these databases (as `ows_pipeline.definitions` does from the environment)."""
-    from ows_pipeline import definitions
-    from ows_pipeline.defs.jobs import defs as schedule_defs
+    from ows_pipeline.definitions import build_defs
 
-    domains = [  # each domain's `defs`, as the code location merges them
-        module.defs for module in vars(definitions).values()
-        if isinstance(module, types.ModuleType) and isinstance(getattr(module, "defs", None), dg.Definitions)
-    ]
-    if "ows_weekly_job" not in definitions.defs.get_repository_def().job_names:
-        domains.append(schedule_defs)
     resources = {
         "ows_source": OwsSourceResource(url=source_url, safety_delay_seconds=0),
         "warehouse": WarehouseResource(url=warehouse_url),
         "smtp": SmtpResource(),
     }
-    return dg.Definitions.merge(*domains, dg.Definitions(resources=resources))
+    return build_defs(resources)
 
 
 def _week_rows(engine: sa.Engine) -> list[dict]:
