@@ -15,7 +15,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from ows_pipeline.defs.policies import EMAIL_RETRY_POLICY
 from ows_pipeline.reports.email import DeliveryError, SmtpSettings, send_report
+from ows_pipeline.resources import SmtpResource, WarehouseResource
 
 USER, PASSWORD = "reporter", "s3cret-Pa55"
 
@@ -188,12 +190,10 @@ def test_attachment_arrives_byte_identical_over_starttls_with_login(server, mail
 
 
 def test_wrong_password_fails_cleanly_and_sends_nothing(server, mailbox, report, certificate):
-    sleeps: list[float] = []
     with pytest.raises(DeliveryError) as failure:
         send_report(report, settings_for(server, password="wrong-guess"), "s", "b",
-                    ssl_context=client_context(certificate), sleep=sleeps.append)
-    assert not failure.value.transient
-    assert failure.value.attempts == 1 and sleeps == []  # a wrong password is not retried
+                    ssl_context=client_context(certificate))
+    assert not failure.value.transient  # a wrong password is not worth another attempt
     assert "OWS_SMTP_PASSWORD" in str(failure.value)
     assert "wrong-guess" not in str(failure.value)
     assert mailbox.messages == [] and mailbox.data_calls == 0
@@ -204,8 +204,7 @@ def test_server_without_starttls_is_refused_and_nothing_is_sent(mailbox, certifi
     controller = start_server(mailbox, certificate, tls=False)
     try:
         with pytest.raises(DeliveryError) as failure:
-            send_report(report, settings_for(controller), "s", "b", ssl_context=client_context(certificate),
-                        sleep=lambda _s: None)
+            send_report(report, settings_for(controller), "s", "b", ssl_context=client_context(certificate))
     finally:
         controller.stop()
     assert "STARTTLS" in str(failure.value)
@@ -215,34 +214,73 @@ def test_server_without_starttls_is_refused_and_nothing_is_sent(mailbox, certifi
 
 def test_untrusted_certificate_is_refused(server, mailbox, report):
     with pytest.raises(DeliveryError) as failure:
-        send_report(report, settings_for(server), "s", "b", ssl_context=ssl.create_default_context(),
-                    sleep=lambda _s: None)
+        send_report(report, settings_for(server), "s", "b", ssl_context=ssl.create_default_context())
     assert "certificate" in str(failure.value).lower() and not failure.value.transient
     assert mailbox.messages == []
 
 
-def test_transient_reply_is_retried_with_backoff(certificate, report):
+def _email_week(tmp_path, monkeypatch, certificate, smtp: SmtpResource, payload: bytes):
+    """Materialize the real `ows_weekly_report_email` asset for one week, with its RetryPolicy."""
+    import dagster as dg
+
+    from ows_pipeline.defs.reports.assets import ows_weekly_report_email
+    from ows_pipeline.reports.weekly_report import report_path
+
+    monkeypatch.setenv("OWS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OWS_REPORT_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # the server's certificate, trusted as a private CA
+    path = report_path(tmp_path / "reports", WEEK)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(payload)
+    warehouse = WarehouseResource(url=f"sqlite:///{tmp_path / 'warehouse.db'}")
+    result = dg.materialize([ows_weekly_report_email], partition_key=WEEK, raise_on_error=False,
+                            resources={"smtp": smtp, "warehouse": warehouse})
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    return result, retries
+
+
+WEEK = "2026-11-15"
+
+
+def _smtp_for(port: int, timeout: float = 10, password: str = PASSWORD) -> SmtpResource:
+    return SmtpResource(host="127.0.0.1", port=port, user=USER, password=password, starttls=True,
+                        from_addr="ows-reports@bank.example", recipients="manager@bank.example",
+                        timeout_seconds=timeout)
+
+
+def test_transient_reply_is_retried_by_the_assets_retry_policy(tmp_path, monkeypatch, certificate, report):
     mailbox = Mailbox(fail_first_data=2)
     controller = start_server(mailbox, certificate)
-    sleeps: list[float] = []
     try:
-        delivery = send_report(report, settings_for(controller), "s", "b", ssl_context=client_context(certificate),
-                               backoff_seconds=0.5, sleep=sleeps.append)
+        result, retries = _email_week(tmp_path, monkeypatch, certificate, _smtp_for(controller.port),
+                                      report.read_bytes())
     finally:
         controller.stop()
-    assert delivery.attempts == 3 and sleeps == [0.5, 1.0]
+    assert result.success
+    assert len(retries) == 2  # two 451 replies, then the third attempt is accepted
     assert len(mailbox.messages) == 1
     assert attachment_of(mailbox.messages[0])[1] == report.read_bytes()
+    (materialization,) = result.asset_materializations_for_node("ows_weekly_report_email")
+    assert materialization.metadata["status"].value == "sent"
 
 
-def test_unreachable_server_gives_up_after_the_attempts(report):
-    settings = SmtpSettings(host="127.0.0.1", port=free_port(), recipients=("a@bank.example",), timeout_seconds=2)
-    sleeps: list[float] = []
-    with pytest.raises(DeliveryError) as failure:
-        send_report(report, settings, "s", "b", attempts=3, backoff_seconds=2, sleep=sleeps.append)
-    assert failure.value.transient and failure.value.attempts == 3
-    assert sleeps == [2, 4]
+@pytest.mark.slow
+def test_unreachable_server_gives_up_after_the_policys_attempts(tmp_path, monkeypatch, certificate, report):
+    result, retries = _email_week(tmp_path, monkeypatch, certificate, _smtp_for(free_port(), timeout=2),
+                                  report.read_bytes())
+    assert not result.success
+    assert len(retries) == EMAIL_RETRY_POLICY.max_retries  # every attempt the policy allows, then the failure
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "127.0.0.1" in failure.message or "127.0.0.1" in str(failure.event_specific_data.error)
     assert report.exists()
+
+
+def test_wrong_password_fails_the_step_without_a_retry(tmp_path, monkeypatch, certificate, report, server):
+    smtp = _smtp_for(server.port, password="wrong-guess")
+    result, retries = _email_week(tmp_path, monkeypatch, certificate, smtp, report.read_bytes())
+    assert not result.success and retries == []  # Failure(allow_retries=False): permanent errors stop at once
+    text = "\n".join(str(e.event_specific_data.error) for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "OWS_SMTP_PASSWORD" in text and "wrong-guess" not in text
 
 
 def test_password_is_never_sent_without_tls(report):

@@ -27,6 +27,10 @@ EXTRACTION_RETRY_POLICY = dg.RetryPolicy(
     jitter=dg.Jitter.PLUS_MINUS,
 )
 
+# The weekly report's email: a transient SMTP error (connection, timeout, 4xx) is tried again
+# three times, 5 s, 10 s, 20 s later; a permanent one fails at once (`Failure(allow_retries=False)`).
+EMAIL_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+
 DIMENSION_MERGE_POOL = "ows_dimension_merge"
 
 WEEKLY_REPORT_DEADLINE_CRON = "0 9 * * 1"

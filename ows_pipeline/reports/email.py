@@ -1,16 +1,17 @@
-"""Delivery of the weekly workbook by SMTP: STARTTLS, login, retries with backoff on transient errors.
+"""The one SMTP client of the project: the weekly workbook and the failure notices go through `send`.
 
-The report file is only read, never moved or rewritten: a failed delivery leaves it as it was.
-Transient errors (connection lost or refused, timeouts, 4xx replies) are retried; permanent
-ones (wrong password, STARTTLS not offered, certificate not trusted, 5xx replies) stop at once.
+One attempt per call: STARTTLS (or TLS on port 465), login, send. Errors become `DeliveryError`
+with the fix in the message and `transient` set for those worth another attempt (connection
+lost or refused, timeouts, 4xx replies); permanent ones (wrong password, STARTTLS not offered,
+certificate not trusted, 5xx replies) are not. Retrying is Dagster's job (the email asset's
+`RetryPolicy`). The report file is only read, never moved or rewritten.
 """
 
 from __future__ import annotations
 
 import smtplib
 import ssl
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -45,6 +46,13 @@ class SmtpSettings:
     @property
     def sender(self) -> str:
         return self.from_addr or self.user or f"ows-reports@{self.host}"
+
+    @classmethod
+    def from_resource(cls, smtp) -> "SmtpSettings":
+        """From the `smtp` resource (`ows_pipeline.resources.SmtpResource`)."""
+        return cls(host=smtp.host or "", port=smtp.port, user=smtp.user, password=smtp.password,
+                   starttls=smtp.starttls, from_addr=smtp.from_addr, recipients=tuple(smtp.recipient_list()),
+                   timeout_seconds=smtp.timeout_seconds)
 
     def describe(self) -> str:
         """Safe to log: no password."""
@@ -116,7 +124,7 @@ def _explain(error: BaseException, settings: SmtpSettings) -> str:
     return f"Sending through {where} failed: {type(error).__name__}: {error}"
 
 
-def _send_once(message: EmailMessage, settings: SmtpSettings, context: ssl.SSLContext) -> dict:
+def _connect_and_send(message: EmailMessage, settings: SmtpSettings, context: ssl.SSLContext) -> dict:
     if settings.port == 465:
         client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout_seconds, context=context)
     else:
@@ -130,25 +138,14 @@ def _send_once(message: EmailMessage, settings: SmtpSettings, context: ssl.SSLCo
             smtp.ehlo()
         if settings.user:
             smtp.login(settings.user, settings.password or "")
-        refused = smtp.send_message(message, from_addr=settings.sender, to_addrs=list(settings.recipients))
-    return refused
+        return smtp.send_message(message, from_addr=settings.sender, to_addrs=list(settings.recipients))
 
 
-def send_report(
-    path: Path,
-    settings: SmtpSettings,
-    subject: str,
-    body: str,
-    *,
-    attempts: int = 4,
-    backoff_seconds: float = 5.0,
-    ssl_context: Optional[ssl.SSLContext] = None,
-    sleep: Callable[[float], None] = time.sleep,
-    log: Callable[[str], None] = lambda _msg: None,
-) -> Delivery:
-    """Send the workbook at `path` to `settings.recipients`; retry transient errors with doubling delays.
+def send(message: EmailMessage, settings: SmtpSettings, ssl_context: Optional[ssl.SSLContext] = None) -> dict:
+    """Send `message` to `settings.recipients` in one attempt; returns the refused recipients.
 
-    Raises DeliveryError with the fix in its message; the password never appears in it.
+    Raises DeliveryError with the fix in its message; the password never appears in it and is
+    never sent over a connection without TLS.
     """
     if not settings.recipients:
         raise DeliveryError("No recipients: set OWS_REPORT_RECIPIENTS (comma separated).")
@@ -157,26 +154,23 @@ def send_report(
             f"Refusing to send the SMTP password to {settings.describe()} without TLS: set OWS_SMTP_STARTTLS=true "
             "or use port 465."
         )
+    try:
+        return _connect_and_send(message, settings, ssl_context or ssl.create_default_context())
+    except Exception as error:  # noqa: BLE001 - classified here
+        raise DeliveryError(_explain(error, settings), transient=is_transient(error), attempts=1) from error
+
+
+def send_report(
+    path: Path, settings: SmtpSettings, subject: str, body: str, *, ssl_context: Optional[ssl.SSLContext] = None
+) -> Delivery:
+    """Send the workbook at `path` to `settings.recipients` (one attempt, see `send`)."""
+    if not settings.recipients:
+        raise DeliveryError("No recipients: set OWS_REPORT_RECIPIENTS (comma separated).")
     message = build_message(path, settings, subject, body)
-    context = ssl_context or ssl.create_default_context()
-    delay = backoff_seconds
-    for attempt in range(1, attempts + 1):
-        try:
-            refused = _send_once(message, settings, context)
-        except Exception as error:  # noqa: BLE001 - classified below
-            transient = is_transient(error)
-            reason = _explain(error, settings)
-            if not transient or attempt == attempts:
-                suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise DeliveryError(reason + suffix, transient=transient, attempts=attempt) from error
-            log(f"Attempt {attempt} of {attempts} failed, retrying in {delay:g} s: {reason}")
-            sleep(delay)
-            delay *= 2
-            continue
-        refused_text = {
-            r: f"{code} {msg.decode(errors='replace') if isinstance(msg, bytes) else msg}"
-            for r, (code, msg) in sorted(refused.items())
-        }
-        accepted = [r for r in settings.recipients if r not in refused]
-        return Delivery(message["Message-ID"], accepted, refused_text, attempt, len(message.as_bytes()))
-    raise AssertionError("unreachable")
+    refused = send(message, settings, ssl_context)
+    refused_text = {
+        r: f"{code} {msg.decode(errors='replace') if isinstance(msg, bytes) else msg}"
+        for r, (code, msg) in sorted(refused.items())
+    }
+    accepted = [r for r in settings.recipients if r not in refused]
+    return Delivery(message["Message-ID"], accepted, refused_text, 1, len(message.as_bytes()))

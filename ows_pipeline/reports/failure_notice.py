@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import smtplib
-import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Optional
@@ -74,33 +72,15 @@ def error_text(error) -> str:
     return redact(text[:MAX_ERROR_CHARS])
 
 
-class NoticeNotSent(RuntimeError):
-    """The notice could not be emailed; the message says why."""
-
-
 def send_failure_email(smtp, notice: FailureNotice) -> None:
-    """Send `notice` through the `smtp` resource: STARTTLS (or TLS on port 465), login, sender, recipients.
+    """Send `notice` through the `smtp` resource with the project's one SMTP client
+    (`ows_pipeline.reports.email.send`); raises `DeliveryError` with the fix in its message."""
+    from ows_pipeline.reports.email import SmtpSettings, send
 
-    A password is never sent over a connection without TLS.
-    """
-    if smtp.user and not smtp.starttls and smtp.port != 465:
-        raise NoticeNotSent(
-            f"refusing to send the SMTP password to {smtp.host}:{smtp.port} without TLS: "
-            "set OWS_SMTP_STARTTLS=true or use port 465"
-        )
+    settings = SmtpSettings.from_resource(smtp)
     message = EmailMessage()
     message["Subject"] = notice.subject
     message["From"] = smtp.from_addr or f"ows_pipeline@{smtp.host}"
-    message["To"] = ", ".join(smtp.recipient_list())
+    message["To"] = ", ".join(settings.recipients)
     message.set_content(notice.text)
-    context = ssl.create_default_context()
-    if smtp.port == 465:
-        client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout_seconds, context=context)
-    else:
-        client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_seconds)
-    with client:
-        if smtp.starttls and smtp.port != 465:
-            client.starttls(context=context)
-        if smtp.user:
-            client.login(smtp.user, smtp.password or "")
-        client.send_message(message)
+    send(message, settings)

@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from ows_pipeline.defs.policies import weekly_report_freshness_policy
+from ows_pipeline.defs.policies import EMAIL_RETRY_POLICY, weekly_report_freshness_policy
 from ows_pipeline.partitions import weekly_partitions
 from ows_pipeline.reports import queries
 from ows_pipeline.reports.email import DeliveryError, SmtpSettings, send_report
@@ -76,6 +76,7 @@ def ows_weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     deps=[ows_weekly_report],
     kinds={"email"},
     owners=["team:data-engineering"],
+    retry_policy=EMAIL_RETRY_POLICY,
 )
 def ows_weekly_report_email(
     context: dg.AssetExecutionContext, smtp: SmtpResource, warehouse: WarehouseResource
@@ -83,7 +84,8 @@ def ows_weekly_report_email(
     """Sends the week's workbook to OWS_REPORT_RECIPIENTS through the `smtp` resource (STARTTLS, login).
 
     Skipped, with the reason in the metadata, when OWS_SMTP_HOST or OWS_REPORT_RECIPIENTS is not set.
-    Transient errors are retried with backoff; the report file is only read.
+    Transient errors are retried by the step's RetryPolicy (3 more attempts, 5 s doubling);
+    permanent ones fail at once. The report file is only read.
     """
     settings = Settings.from_env()
     week = _week(context)
@@ -100,24 +102,15 @@ def ows_weekly_report_email(
             allow_retries=False,
         )
     digest = sha256_of(path)
-    smtp_settings = SmtpSettings(
-        host=smtp.host or "",
-        port=smtp.port,
-        user=smtp.user,
-        password=smtp.password,
-        starttls=smtp.starttls,
-        from_addr=smtp.from_addr,
-        recipients=smtp.recipient_list(),
-        timeout_seconds=smtp.timeout_seconds,
-    )
+    smtp_settings = SmtpSettings.from_resource(smtp)
     subject = f"OWS weekly report, week of {week.key}"
     body = _body(week, path, digest, warehouse)
     try:
-        delivery = send_report(path, smtp_settings, subject, body, log=context.log.warning)
+        delivery = send_report(path, smtp_settings, subject, body)
     except DeliveryError as error:
         raise dg.Failure(
             description=str(error),
-            metadata={"host": f"{smtp_settings.host}:{smtp_settings.port}", "attempts": error.attempts,
+            metadata={"host": f"{smtp_settings.host}:{smtp_settings.port}", "attempt": context.retry_number + 1,
                       "transient": error.transient, "report_path": dg.MetadataValue.path(str(path))},
             allow_retries=error.transient,
         ) from error
@@ -129,7 +122,7 @@ def ows_weekly_report_email(
             "message_id": delivery.message_id,
             "recipients": dg.MetadataValue.json(delivery.accepted),
             "refused_recipients": dg.MetadataValue.json(delivery.refused),
-            "attempts": delivery.attempts,
+            "attempt": context.retry_number + 1,
             "report_path": dg.MetadataValue.path(str(path)),
             "report_sha256": digest,
         }
