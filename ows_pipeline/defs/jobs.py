@@ -19,7 +19,8 @@ import warnings
 import dagster as dg
 
 from ows_pipeline.defs.run_tags import run_tags
-from ows_pipeline.partitions import weekly_partitions
+from ows_pipeline.partitions import FIRST_WEEK, weekly_partitions
+from ows_pipeline.weeks import week_ended_by
 
 WEEKLY_GROUPS = ("ows_raw", "ows_staging", "ows_dimensions", "ows_facts", "ows_reports")
 """Asset groups the weekly job materializes (uploads run from their own sensor)."""
@@ -45,8 +46,8 @@ ows_weekly_job = dg.define_asset_job(
 
 def week_just_ended(at: dt.datetime) -> str | None:
     """The partition key of the last week that ended at or before `at` (None before the first week)."""
-    window = weekly_partitions.get_prev_partition_window(at)
-    return window.start.strftime("%Y-%m-%d") if window else None
+    week = week_ended_by(at, weekly_partitions.timezone, FIRST_WEEK)
+    return week.key if week else None
 
 
 @dg.schedule(

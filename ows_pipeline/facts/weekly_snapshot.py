@@ -16,8 +16,10 @@ ended before its start), with its state *as of the week's end*:
 So building a past week today gives the same rows as building it live at that week's end.
 Feed and match process of a run are its workflow's first LOAD and first MATCH steps'. The
 dimension surrogate keys and names are those of the SCD2 versions valid at the week's end.
-SLA minutes come from `ref_feed_sla` (by feed code) when that table exists; a run breaches
-its SLA when it ran (or had been open at the week's end) longer than the SLA.
+SLA minutes come from `ref_feed_sla` (by feed code) when a list is loaded; a run breaches
+its SLA when it ran (or had been open at the week's end) longer than the SLA. With no list
+loaded, SLA minutes and breaches stay empty (unknown), never "not breached". A failed run
+carries its step in error: the step's label, error name, message and assigned user.
 
 Rebuilding a week deletes that week's rows and inserts them again in one transaction, with
 an `etl_batches` row: re-running a week is idempotent.
@@ -28,7 +30,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
@@ -40,6 +41,8 @@ from ows_pipeline.warehouse.schema.facts import fct_workflow_run_weekly as fct
 from ows_pipeline.source.schema import TS
 from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 from ows_pipeline.warehouse.batches import new_batch_id, record_batch, record_failed_batch, utc_now
+from ows_pipeline.warehouse.schema.uploads import ref_feed_sla
+from ows_pipeline.weeks import Week
 
 ASSET_KEY = "fct_workflow_run_weekly"
 FAILED_RESULTS = ("#EXCEPTION", "#TIMEOUT")
@@ -48,32 +51,10 @@ BREAK_RESULTS = ("BREAKS", "PARTIAL")
 """Result codes of a run that ended with unmatched items (breaks)."""
 COUNT_COLUMNS = ("records_loaded", "matched_cnt", "suggested_cnt", "unmatched_cnt")
 
-_UTC = dt.timezone.utc
-
-
-@dataclass(frozen=True)
-class Week:
-    """One weekly partition: Sunday 00:00 to the next Sunday 00:00 in the configured time zone."""
-
-    key: str  # the partition key, the Sunday the week starts: YYYY-MM-DD
-    start: dt.date
-    start_utc: dt.datetime
-    end_utc: dt.datetime  # exclusive
-
 
 def week_for_key(key: str, timezone: str) -> Week:
     """The week of partition key `key` (a Sunday, `YYYY-MM-DD`) in time zone `timezone`."""
-    try:
-        start = dt.date.fromisoformat(key)
-    except ValueError:
-        raise ValueError(f"Week key {key!r} is not a date; use the Sunday the week starts, as YYYY-MM-DD.") from None
-    if start.weekday() != 6:
-        raise ValueError(f"Week key {key!r} is a {start:%A}; weeks start on Sunday (e.g. the Sunday before it).")
-    tz = ZoneInfo(timezone)
-    midnight = dt.time(0, 0)
-    start_utc = dt.datetime.combine(start, midnight, tz).astimezone(_UTC)
-    end_utc = dt.datetime.combine(start + dt.timedelta(days=7), midnight, tz).astimezone(_UTC)
-    return Week(key=key, start=start, start_utc=start_utc, end_utc=end_utc)
+    return Week.from_key(key, timezone)
 
 
 class minutes_between(FunctionElement):
@@ -103,9 +84,6 @@ def _minutes_oracle(element, compiler, **kw):
     return f"((CAST({compiler.process(end, **kw)} AS DATE) - CAST({compiler.process(start, **kw)} AS DATE)) * 1440)"
 
 
-ref_feed_sla = sa.table("ref_feed_sla", sa.column("feed_code", sa.String), sa.column("sla_minutes", sa.Integer))
-
-
 def _first_step_of_type(step_type: str, column: str, label: str) -> sa.Subquery:
     """Per workflow, `column` of its first step of `step_type` (lowest seq, then step id)."""
     step = STAGING_TABLES["ows_workflow_step"]
@@ -122,6 +100,31 @@ def _first_step_of_type(step_type: str, column: str, label: str) -> sa.Subquery:
     )
     first = sa.select(ranked.c.workflow_id, ranked.c[label]).where(ranked.c.rn == 1)
     return first.subquery(f"first_{step_type.lower()}")
+
+
+def _step_in_error() -> sa.Subquery:
+    """Per run, its step in error (the latest to end, then the highest step id): label, error, assigned user."""
+    status = STAGING_TABLES["ows_run_step_status"]
+    step = STAGING_TABLES["ows_workflow_step"]
+    ranked = (
+        sa.select(
+            status.c.run_id,
+            step.c.step_label,
+            status.c.error_name,
+            status.c.error_message,
+            status.c.assigned_user,
+            sa.func.row_number()
+            .over(
+                partition_by=status.c.run_id,
+                order_by=(status.c.last_update_date.desc(), status.c.step_id.desc()),
+            )
+            .label("rn"),
+        )
+        .select_from(status.outerjoin(step, step.c.step_id == status.c.step_id))
+        .where(status.c.activity_status == "ERROR")
+        .subquery("ranked_errors")
+    )
+    return sa.select(ranked).where(ranked.c.rn == 1).subquery("step_in_error")
 
 
 def _typed(value, type_, cast: bool):
@@ -179,6 +182,7 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
         .subquery("runs_at_week_end")
     )
 
+    error = _step_in_error()
     first_load = _first_step_of_type("LOAD", "feed_id", "feed_id")
     first_match = _first_step_of_type("MATCH", "match_process_id", "match_process_id")
     wf = DIM_WORKFLOW.table.alias("wf")
@@ -196,6 +200,7 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
         .outerjoin(feed, join_valid_at(feed, {"feed_id": first_load.c.feed_id}, week_end))
         .outerjoin(first_match, first_match.c.workflow_id == as_of.c.workflow_id)
         .outerjoin(mp, join_valid_at(mp, {"match_process_id": first_match.c.match_process_id}, week_end))
+        .outerjoin(error, error.c.run_id == as_of.c.run_id)
     )
     duration = sa.func.round(as_of.c.duration_raw, 2)
     if with_sla:
@@ -210,6 +215,7 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
         sla_breached = sa.null()
 
     status, result = as_of.c.status, as_of.c.result_code
+    is_failed = sa.or_(status == "ERROR", result.in_(FAILED_RESULTS))
     columns = {
         "week_start": _typed(week.start, sa.Date, cast),
         "week_end": _typed(week.end_utc, TS, cast),
@@ -233,7 +239,7 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
         "status": status,
         "result_code": result,
         "reached_end_state": as_of.c.reached_end_state,
-        "is_failed": sa.case((sa.or_(status == "ERROR", result.in_(FAILED_RESULTS)), sa.true()), else_=sa.false()),
+        "is_failed": sa.case((is_failed, sa.true()), else_=sa.false()),
         "is_break": sa.case((result.in_(BREAK_RESULTS), sa.true()), else_=sa.false()),
         "records_loaded": as_of.c.records_loaded,
         "matched_cnt": as_of.c.matched_cnt,
@@ -244,6 +250,8 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
         "duration_minutes": duration,
         "sla_minutes": sla_minutes,
         "sla_breached": sla_breached,
+        "failed_step": sa.case((is_failed, error.c.step_label)),
+        **{c: sa.case((is_failed, error.c[c])) for c in ("error_name", "error_message", "assigned_user")},
         "project_sk": prj.c.project_sk,
         "feed_sk": feed.c.feed_sk,
         "match_process_sk": mp.c.match_process_sk,
@@ -254,13 +262,16 @@ def snapshot_select(week: Week, batch_id: str, dialect: str, with_sla: bool = Tr
     return sa.select(*(expr.label(name) for name, expr in columns.items())).select_from(joined)
 
 
-def has_table(conn: sa.Connection, name: str) -> bool:
-    return sa.inspect(conn).has_table(name)
+def sla_list_loaded(conn: sa.Connection) -> bool:
+    """Whether a feed SLA list is loaded: `ref_feed_sla` exists and holds rows (an empty list says nothing)."""
+    if not sa.inspect(conn).has_table(ref_feed_sla.name):
+        return False
+    return conn.execute(sa.select(sa.literal(1)).select_from(ref_feed_sla).limit(1)).first() is not None
 
 
 def replace_week(conn: sa.Connection, week: Week, batch_id: str) -> int:
     """Delete `week`'s rows and insert them again, inside the caller's transaction; returns the row count."""
-    with_sla = has_table(conn, "ref_feed_sla")
+    with_sla = sla_list_loaded(conn)
     conn.execute(sa.delete(fct).where(fct.c.week_start == week.start))
     select = snapshot_select(week, batch_id, conn.dialect.name, with_sla=with_sla)
     conn.execute(sa.insert(fct).from_select([c.name for c in fct.columns], select))
@@ -296,7 +307,7 @@ def build_week(engine: sa.Engine, week: Week, run_id: str | None = None) -> Week
     )
     try:
         with engine.begin() as conn:
-            with_sla = has_table(conn, "ref_feed_sla")
+            with_sla = sla_list_loaded(conn)
             rows = replace_week(conn, week, batch_id)
             record_batch(conn, rows_in=rows, rows_loaded=rows, rows_rejected=0, status="SUCCESS", **batch)
     except Exception as exc:
@@ -305,8 +316,8 @@ def build_week(engine: sa.Engine, week: Week, run_id: str | None = None) -> Week
     return WeekBuild(week=week, batch_id=batch_id, rows=rows, seconds=time.perf_counter() - clock, with_sla=with_sla)
 
 
-def week_summary(conn: sa.Connection, week: Week) -> dict[str, int]:
-    """Counts of the built week: runs, ended, failed, breaks, open, SLA breaches."""
+def week_summary(conn: sa.Connection, week: Week, sla_known: bool = True) -> dict[str, int | None]:
+    """Counts of the built week: runs, ended, failed, breaks, open, SLA breaches (None when unknown)."""
     def total(condition=None):
         query = sa.select(sa.func.count()).select_from(fct).where(fct.c.week_start == week.start)
         if condition is not None:
@@ -319,12 +330,12 @@ def week_summary(conn: sa.Connection, week: Week) -> dict[str, int]:
         "open": total(fct.c.reached_end_state.is_(False)),
         "failed": total(fct.c.is_failed.is_(True)),
         "breaks": total(fct.c.is_break.is_(True)),
-        "sla_breached": total(fct.c.sla_breached.is_(True)),
+        "sla_breached": total(fct.c.sla_breached.is_(True)) if sla_known else None,
     }
 
 
-def preview_rows(conn: sa.Connection, week: Week, limit: int = 20) -> str:
-    """A small Markdown table of the built week by project (runs, ended, open, failed, breaks)."""
+def preview_rows(conn: sa.Connection, week: Week, limit: int = 20, sla_known: bool = True) -> str:
+    """A small Markdown table of the built week by project (runs, ended, open, failed, breaks, SLA breaches)."""
     def flag_sum(column):
         return sa.func.sum(sa.case((column.is_(True), 1), else_=0))
 
@@ -349,7 +360,7 @@ def preview_rows(conn: sa.Connection, week: Week, limit: int = 20) -> str:
     for row in conn.execute(query):
         lines.append(
             f"| {row.project_code or '(unknown)'} | {row.runs} | {row.ended} | {row.runs - row.ended} "
-            f"| {row.failed} | {row.breaks} | {row.sla_breached} |"
+            f"| {row.failed} | {row.breaks} | {row.sla_breached if sla_known else 'unknown'} |"
         )
     return "\n".join(lines)
 

@@ -2,10 +2,11 @@
 
 import dagster as dg
 
-from ows_pipeline.facts.weekly_snapshot import build_week, preview_rows, unresolved_keys, week_for_key, week_summary
+from ows_pipeline.facts.weekly_snapshot import build_week, preview_rows, unresolved_keys, week_summary
 from ows_pipeline.warehouse.schema.lineage import weekly_snapshot_metadata
 from ows_pipeline.partitions import weekly_partitions
 from ows_pipeline.resources import WarehouseResource
+from ows_pipeline.weeks import weeks_of_partitions
 
 SNAPSHOT_INPUTS = [
     dg.AssetKey("stg_ows_workflow_run"),
@@ -46,7 +47,7 @@ def fct_workflow_run_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
     counts, duration, SLA breach and the dimension keys valid at the week's end.
     Re-materializing a week replaces that week only; a backfill of many weeks runs in one run."""
     engine = warehouse.get_engine()
-    weeks = [week_for_key(key, weekly_partitions.timezone) for key in context.partition_keys]
+    weeks = weeks_of_partitions(weekly_partitions, context.partition_keys)
     builds = []
     for week in weeks:
         built = build_week(engine, week, run_id=context.run.run_id)
@@ -55,12 +56,13 @@ def fct_workflow_run_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
             f"Week {week.key} ({week.start_utc:%Y-%m-%d %H:%M}Z to {week.end_utc:%Y-%m-%d %H:%M}Z): "
             f"{built.rows} runs in {built.seconds:.2f} s."
         )
-    if not builds[-1].with_sla:
-        context.log.info("ref_feed_sla does not exist: sla_minutes and sla_breached stay empty.")
+    sla_known = builds[-1].with_sla
+    if not sla_known:
+        context.log.info("No feed SLA list is loaded (ref_feed_sla is empty): SLA minutes and breaches are unknown.")
     with engine.connect() as conn:
         missing = unresolved_keys(conn, weeks)
-        summary = week_summary(conn, weeks[0])
-        preview = preview_rows(conn, weeks[0])
+        summary = week_summary(conn, weeks[0], sla_known=sla_known)
+        preview = preview_rows(conn, weeks[0], sla_known=sla_known)
     keys_check = dg.AssetCheckResult(
         check_name=KEYS_CHECK,
         passed=not any(missing.values()),
@@ -78,7 +80,8 @@ def fct_workflow_run_weekly(context: dg.AssetExecutionContext, warehouse: Wareho
             "week_end_utc": dg.MetadataValue.timestamp(week.end_utc),
             "batch_id": built.batch_id,
             "seconds": round(built.seconds, 3),
-            **{k: v for k, v in summary.items() if k != "runs"},
+            **{k: v for k, v in summary.items() if k != "runs" and v is not None},
+            **({} if built.with_sla else {"sla_breached": dg.MetadataValue.text("unknown: no feed SLA list loaded")}),
             "sla_known": built.with_sla,
             "preview": dg.MetadataValue.md(preview),
             **weekly_snapshot_metadata(),

@@ -46,7 +46,11 @@ fct_workflow_run_weekly = sa.Table(
     sa.Column("end_date", TS),  # as of the week's end; null while open
     sa.Column("duration_minutes", sa.Float),
     sa.Column("sla_minutes", sa.Integer),
-    sa.Column("sla_breached", sa.Boolean),
+    sa.Column("sla_breached", sa.Boolean),  # null when no SLA list is loaded (unknown, not "no breach")
+    sa.Column("failed_step", sa.String(100)),  # a failed run's step in error: its label, error and assigned user
+    sa.Column("error_name", sa.String(100)),
+    sa.Column("error_message", sa.String(2000)),
+    sa.Column("assigned_user", sa.String(100)),
     sa.Column("project_sk", sa.BigInteger),
     sa.Column("feed_sk", sa.BigInteger),
     sa.Column("match_process_sk", sa.BigInteger),

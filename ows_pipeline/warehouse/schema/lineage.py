@@ -73,6 +73,7 @@ def _pairs(asset: str, *columns: str) -> list[tuple[str, str]]:
 
 
 RUN, HIST, STEP = "stg_ows_workflow_run", "stg_ows_run_step_history", "stg_ows_workflow_step"
+STATUS = "stg_ows_run_step_status"
 STATE_AS_OF_WEEK_END = _pairs(HIST, "to_status", "result_code", "changed_at") + _pairs(RUN, "status", "result_code")
 
 WEEKLY_SNAPSHOT_LINEAGE: dict[str, list[tuple[str, str]]] = {
@@ -103,6 +104,8 @@ WEEKLY_SNAPSHOT_LINEAGE: dict[str, list[tuple[str, str]]] = {
     "match_process_sk": _pairs("dim_match_process", "match_process_sk"),
     "sla_minutes": _pairs("ref_feed_sla", "sla_minutes"),
     "sla_breached": _pairs("ref_feed_sla", "sla_minutes") + _pairs(RUN, "begin_date") + _pairs(HIST, "changed_at"),
+    "failed_step": _pairs(STATUS, "activity_status") + _pairs(STEP, "step_label"),
+    **{c: _pairs(STATUS, c) for c in ("error_name", "error_message", "assigned_user")},
 }
 """Where each column of `fct_workflow_run_weekly` comes from (state as of the week's end is rebuilt
 from the step history; names and surrogate keys are the dimension versions valid at the week's end)."""
