@@ -135,13 +135,12 @@ def engine(sqlite_url) -> sa.Engine:
 
 def test_week_bounds_follow_the_local_clock_across_dst():
     winter = ReportWeek.from_key("2026-11-15", "Europe/London")
-    assert (winter.start, winter.end) == (dt.datetime(2026, 11, 15, tzinfo=UTC), dt.datetime(2026, 11, 22, tzinfo=UTC))
+    assert (winter.start_utc, winter.end_utc) == (dt.datetime(2026, 11, 15, tzinfo=UTC), dt.datetime(2026, 11, 22, tzinfo=UTC))
     summer = ReportWeek.from_key("2026-07-05", "Europe/London")
-    assert summer.start == dt.datetime(2026, 7, 4, 23, tzinfo=UTC)
+    assert summer.start_utc == dt.datetime(2026, 7, 4, 23, tzinfo=UTC)
     spring = ReportWeek.from_key("2026-03-29", "Europe/London")  # clocks go forward that Sunday at 01:00
-    assert spring.start == dt.datetime(2026, 3, 29, 0, tzinfo=UTC) and spring.end == dt.datetime(2026, 4, 4, 23, tzinfo=UTC)
-    before = ReportWeek.from_key("2026-03-22", "Europe/London")  # its quality window ends after the change
-    assert before.quality_window() == (dt.datetime(2026, 3, 23, 0, tzinfo=UTC), dt.datetime(2026, 3, 29, 23, tzinfo=UTC))
+    assert spring.start_utc == dt.datetime(2026, 3, 29, 0, tzinfo=UTC)
+    assert spring.end_utc == dt.datetime(2026, 4, 4, 23, tzinfo=UTC)
 
 
 def test_report_has_every_sheet_and_the_kpis_with_week_over_week_deltas(engine, tmp_path):
@@ -304,16 +303,27 @@ def test_data_quality_sheet_counts_rejects_and_links_data_docs(engine, tmp_path)
     standard_week(engine)
     data_errors.create(engine)
     etl_batches.create(engine)
-    # The week's loads run Monday to Monday: the Sunday 02:00 run after the week counts, the one before does not.
+    # The week's loads are those of the run that built it (the Sunday 02:00 run after the week), not the run
+    # before it, whatever the clock said when they were written.
     inside, outside = dt.datetime(2026, 11, 22, 2, tzinfo=UTC), dt.datetime(2026, 11, 15, 2, tzinfo=UTC)
+    written = dt.datetime(2026, 12, 1, 9, tzinfo=UTC)  # a late re-run: the wall clock is not the week
+    snapshot = dict(asset_key="fct_workflow_run_weekly", status="SUCCESS", rows_in=30, rows_loaded=30,
+                    rows_rejected=0, started_at=written, finished_at=written)
     with engine.begin() as conn:
         conn.execute(sa.insert(etl_batches), [
             dict(batch_id="b1", asset_key="stg_ows_project", status="SUCCESS", rows_in=10, rows_loaded=8,
-                 rows_rejected=2, started_at=inside, finished_at=inside),
+                 rows_rejected=2, started_at=written, finished_at=written, run_id="run-week", as_of=inside,
+                 watermark_from=None),
             dict(batch_id="b2", asset_key="stg_ows_project", status="FAILED", rows_in=None, rows_loaded=None,
-                 rows_rejected=None, started_at=inside, finished_at=inside),
+                 rows_rejected=None, started_at=written, finished_at=written, run_id="run-week", as_of=None,
+                 watermark_from=None),
             dict(batch_id="b0", asset_key="stg_ows_project", status="SUCCESS", rows_in=99, rows_loaded=99,
-                 rows_rejected=0, started_at=outside, finished_at=outside),
+                 rows_rejected=0, started_at=written, finished_at=written, run_id="run-before", as_of=outside,
+                 watermark_from=None),
+            dict(snapshot, batch_id="f1", run_id="run-week", as_of=week().end_utc,
+                 watermark_from=week().start_utc.isoformat()),
+            dict(snapshot, batch_id="f0", run_id="run-before", as_of=week().start_utc,
+                 watermark_from=week().previous().start_utc.isoformat()),
         ])
         conn.execute(sa.insert(data_errors), [
             dict(batch_id="b1", asset_key="stg_ows_project", record_key="1", field="project_code", value="=x",
@@ -329,12 +339,17 @@ def test_data_quality_sheet_counts_rejects_and_links_data_docs(engine, tmp_path)
     docs.parent.mkdir(parents=True)
     docs.write_text("<html></html>")
     result = build_weekly_report(engine, week(), tmp_path / "r.xlsx", data_docs=docs)
-    sheet = load(result.path)["Data quality"]
+    book = load(result.path)
+    sheet = book["Data quality"]
     values = [[c for c in r] for r in sheet.iter_rows(values_only=True)]
     assert ["stg_ows_project", 2, 1, 10, 8, 2] == [v for v in values if v[0] == "stg_ows_project"][0][:6]
     assert ["stg_ows_project", "ERROR", 2, 2] in [v[:4] for v in values]
     assert ["stg_ows_project", "project_code", "not_null", "ERROR", 2] in [v[:5] for v in values]
-    assert sheet["A2"].hyperlink.target == docs.resolve().as_uri()
+    # A link to the build machine's files opens for nobody who reads the workbook: the sheet names them instead.
+    assert "Data Docs on the pipeline host" in sheet["A2"].value
+    links = [c.hyperlink.target for ws in book.worksheets for row in ws.iter_rows() for c in row
+             if c.hyperlink and c.hyperlink.target]
+    assert not [t for t in links if t.startswith("file:")]
 
 
 def test_same_week_twice_gives_the_same_bytes_and_a_failed_run_keeps_the_old_file(engine, tmp_path):

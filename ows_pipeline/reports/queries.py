@@ -8,27 +8,18 @@ Timestamps come back as aware UTC datetimes.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import sqlalchemy as sa
 
 from ows_pipeline.warehouse.bulk import as_utc
+from ows_pipeline.weeks import Week
 
 FACT_TABLE = "fct_workflow_run_weekly"
 TREND_WEEKS = 12
-
-# (dimension table, natural key, code column, name column, label)
-DIMENSIONS = (
-    ("dim_project", "project_id", "project_code", "project_name", "Project"),
-    ("dim_feed", "feed_id", "feed_code", "feed_name", "Feed"),
-    ("dim_match_process", "match_process_id", "process_code", "process_name", "Match process"),
-    ("dim_workflow", "workflow_id", "workflow_code", "workflow_name", "Workflow"),
-)
-_DIM_BOOKKEEPING = {"row_hash", "valid_from", "valid_to", "is_current", "is_deleted", "batch_id", "_batch_id",
-                    "created_at", "updated_at"}
 
 # The Latest snapshot sheet: (header, fact column, kind).
 SNAPSHOT_COLUMNS = (
@@ -53,37 +44,18 @@ SNAPSHOT_COLUMNS = (
     ("Matched", "matched_cnt", "int"),
     ("Suggested", "suggested_cnt", "int"),
     ("Unmatched", "unmatched_cnt", "int"),
+    ("Failed step", "failed_step", "text"),
+    ("Error", "error_name", "text"),
+    ("Error message", "error_message", "text"),
+    ("Assigned user", "assigned_user", "text"),
 )
 FLAG_COLUMN = "Flag"  # FAILED / BREAK / OPEN, derived; drives the highlighting
-
-CHANGE_COLUMNS = (
-    ("Entity", "text"),
-    ("Project", "text"),
-    ("Code", "text"),
-    ("Name", "text"),
-    ("Change", "text"),
-    ("Field", "text"),
-    ("Old value", "text"),
-    ("New value", "text"),
-    ("When", "datetime"),
-)
-
 
 def reflect(conn: sa.Connection, name: str) -> Optional[sa.Table]:
     """The table `name` as it is in the warehouse, or None when it does not exist yet."""
     if not sa.inspect(conn).has_table(name):
         return None
     return sa.Table(name, sa.MetaData(), autoload_with=conn)
-
-
-def _bind_ts(conn: sa.Connection, value: dt.datetime) -> dt.datetime:
-    """UTC instant as the warehouse stores it: aware on PostgreSQL, naive UTC on SQLite."""
-    value = as_utc(value)
-    return value.replace(tzinfo=None) if conn.dialect.name == "sqlite" else value
-
-
-def _utc(value):
-    return as_utc(value) if isinstance(value, dt.datetime) else value
 
 
 def _col(table: sa.Table, name: str):
@@ -149,28 +121,58 @@ def latest_snapshot(conn: sa.Connection, fct: sa.Table, week: dt.date, chunk: in
 
 @dataclass(frozen=True)
 class WeekKpis:
-    """The headline figures of one week. Completed: reached an end state without failing."""
+    """The headline figures of one week. Completed: reached an end state without failing.
+
+    A week that was never built has `built` False and every figure None (unknown, not zero);
+    `sla_breaches` is None when no run of the week had a known SLA (no SLA list loaded).
+    """
 
     week: dt.date
-    runs: int = 0
-    completed: int = 0
-    failed: int = 0
-    open: int = 0
-    breaks: int = 0
-    matched: int = 0
-    suggested: int = 0
-    unmatched: int = 0
-    sla_breaches: int = 0
+    built: bool = False
+    runs: Optional[int] = None
+    completed: Optional[int] = None
+    failed: Optional[int] = None
+    open: Optional[int] = None
+    breaks: Optional[int] = None
+    matched: Optional[int] = None
+    suggested: Optional[int] = None
+    unmatched: Optional[int] = None
+    sla_breaches: Optional[int] = None
+    sla_runs: Optional[int] = None  # runs whose SLA is known
 
     @property
     def match_rate(self) -> Optional[float]:
+        if not self.built:
+            return None
         total = self.matched + self.suggested + self.unmatched
         return self.matched / total if total else None
 
 
-def weekly_kpis(conn: sa.Connection, fct: sa.Table, week: dt.date, weeks: int = TREND_WEEKS) -> list[WeekKpis]:
-    """KPIs of `week` and the `weeks - 1` weeks before it, oldest first (weeks without rows are zeros)."""
-    first = week - dt.timedelta(days=7 * (weeks - 1))
+def built_weeks(conn: sa.Connection, fct: sa.Table, weeks: list[Week]) -> set[dt.date]:
+    """Which of `weeks` have been built: a successful snapshot load of the week, or rows in the snapshot."""
+    from ows_pipeline.warehouse.schema.ledger import etl_batches as b
+
+    starts = [w.start for w in weeks]
+    built = {_as_date(d) for (d,) in conn.execute(sa.select(fct.c.week_start).where(fct.c.week_start.in_(starts))
+                                                  .distinct())}
+    if sa.inspect(conn).has_table(b.name):
+        by_start = {w.start_utc.isoformat(): w.start for w in weeks}
+        query = sa.select(b.c.watermark_from).where(
+            b.c.asset_key == FACT_TABLE, b.c.status == "SUCCESS", b.c.watermark_from.in_(list(by_start))
+        )
+        built |= {by_start[text] for (text,) in conn.execute(query)}
+    return built
+
+
+def _as_date(value) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
+def weekly_kpis(conn: sa.Connection, fct: sa.Table, week: Week, weeks: int = TREND_WEEKS) -> list[WeekKpis]:
+    """KPIs of `week` and the `weeks - 1` weeks before it, oldest first, starting at the first week built;
+    weeks never built in between are `WeekKpis(built=False)` (blank, not zero). `week` itself is always last."""
+    span = [week.previous(weeks - 1 - i) for i in range(weeks)]
+    first, last = span[0].start, week.start
 
     def flag(name):
         return sa.func.sum(sa.case((_col(fct, name) == sa.true(), 1), else_=0))
@@ -191,16 +193,24 @@ def weekly_kpis(conn: sa.Connection, fct: sa.Table, week: dt.date, weeks: int = 
             total("suggested_cnt"),
             total("unmatched_cnt"),
             flag("sla_breached"),
+            sa.func.count(_col(fct, "sla_breached")),
         )
-        .where(fct.c.week_start >= first, fct.c.week_start <= week)
+        .where(fct.c.week_start >= first, fct.c.week_start <= last)
         .group_by(fct.c.week_start)
     )
     found = {}
     for row in conn.execute(query):
-        start = row[0] if isinstance(row[0], dt.date) else dt.date.fromisoformat(str(row[0])[:10])
-        found[start] = WeekKpis(start, *(int(v or 0) for v in row[1:]))
-    days = [first + dt.timedelta(days=7 * i) for i in range(weeks)]
-    return [found.get(d, WeekKpis(d)) for d in days]
+        values = [int(v or 0) for v in row[1:]]
+        sla_runs = values[-1]
+        found[_as_date(row[0])] = WeekKpis(_as_date(row[0]), True, *values[:-2],
+                                           sla_breaches=values[-2] if sla_runs else None, sla_runs=sla_runs)
+    built = built_weeks(conn, fct, span) | set(found)
+    days = [w.start for w in span]
+    trend = [found.get(d) or (WeekKpis(d, True, 0, 0, 0, 0, 0, 0, 0, 0, None, 0) if d in built else WeekKpis(d))
+             for d in days]
+    while len(trend) > 1 and not trend[0].built:
+        trend.pop(0)
+    return trend
 
 
 # --------------------------------------------------------------------------- end states
@@ -220,174 +230,3 @@ def end_states(conn: sa.Connection, fct: sa.Table, week: dt.date) -> list[tuple[
     for project, process, status, result, reached, n in conn.execute(query):
         counts[(project or "", process or "", end_state_label(status, result, reached))] += int(n)
     return sorted((p, m, s, n) for (p, m, s), n in counts.items())
-
-
-# --------------------------------------------------------------------------- changes
-
-
-@dataclass
-class Changes:
-    """What changed in the week: one row per change in CHANGE_COLUMNS order, plus counts and notes."""
-
-    rows: list[list] = field(default_factory=list)
-    counts: Counter = field(default_factory=Counter)  # (entity, change) -> n
-    missing: list[str] = field(default_factory=list)  # dimension tables not built yet
-
-
-def _show(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def _is_active(version: dict) -> bool:
-    if version.get("is_deleted"):
-        return False
-    flag = version.get("active_flag", True)
-    if isinstance(flag, str):
-        return flag.strip().upper() not in ("N", "0", "FALSE", "F")
-    return flag is None or bool(flag)
-
-
-def dimension_changes(conn: sa.Connection, start: dt.datetime, end: dt.datetime) -> Changes:
-    """Projects, feeds, match processes and workflows added, changed (old -> new), retired or reactivated.
-
-    A version opened in [start, end) is compared with the version before it of the same key.
-    """
-    changes = Changes()
-    project_codes: dict = {}
-    lo, hi = _bind_ts(conn, start), _bind_ts(conn, end)
-    for table_name, key, code_col, name_col, label in DIMENSIONS:
-        dim = reflect(conn, table_name)
-        if dim is None:
-            changes.missing.append(table_name)
-            continue
-        if table_name == "dim_project":
-            current = sa.select(dim.c.project_id, dim.c.project_code).where(dim.c.is_current == sa.true())
-            project_codes = {pid: code for pid, code in conn.execute(current)}
-        sk = f"{table_name[4:]}_sk"
-        attributes = [c.name for c in dim.columns if c.name not in _DIM_BOOKKEEPING and c.name not in (sk, key)]
-        moved = sa.select(dim.c[key]).where(dim.c.valid_from >= lo, dim.c.valid_from < hi)
-        query = sa.select(dim).where(dim.c[key].in_(moved)).order_by(dim.c[key], dim.c.valid_from)
-        history: dict = defaultdict(list)
-        for row in conn.execute(query):
-            history[row._mapping[key]].append(dict(row._mapping))
-        for natural_key in sorted(history, key=lambda k: (str(type(k)), k)):
-            versions = history[natural_key]
-            for i, version in enumerate(versions):
-                when = _utc(version["valid_from"])
-                if not (as_utc(start) <= when < as_utc(end)):
-                    continue
-                before = versions[i - 1] if i else None
-                current, previous = version, before or {}
-                project = project_codes.get(current.get("project_id")) or current.get("project_code") or ""
-                base = [label, _show(project), _show(current.get(code_col) or previous.get(code_col)),
-                        _show(current.get(name_col) or previous.get(name_col))]
-                if before is None:
-                    kind = "added" if _is_active(current) else "retired"
-                    changes.rows.append(base + [kind, "", "", "", when])
-                elif _is_active(before) and not _is_active(current):
-                    kind = "retired"
-                    changes.rows.append(base + [kind, "", "", "", when])
-                elif not _is_active(before) and _is_active(current):
-                    kind = "reactivated"
-                    changes.rows.append(base + [kind, "", "", "", when])
-                else:
-                    kind = "changed"
-                    diffs = [a for a in attributes if a != "active_flag" and current.get(a) != before.get(a)]
-                    for attribute in diffs or [""]:
-                        changes.rows.append(
-                            base + [kind, attribute, _show(before.get(attribute)) if attribute else "",
-                                    _show(current.get(attribute)) if attribute else "", when]
-                        )
-                changes.counts[(label, kind)] += 1
-    return changes
-
-
-def run_state_changes(conn: sa.Connection, fct: sa.Table, week: dt.date) -> Iterator[list]:
-    """Runs carried over from the week before whose status or end state changed by this week's end."""
-    prev = fct.alias("prev")
-    cur = fct.alias("cur")
-    query = (
-        sa.select(
-            _col(cur, "project_code"), _col(cur, "workflow_code"), _col(cur, "run_key"), cur.c.run_id,
-            _col(prev, "status"), _col(prev, "result_code"), _col(cur, "status"), _col(cur, "result_code"),
-            _col(cur, "end_date"),
-        )
-        .join(prev, sa.and_(prev.c.run_id == cur.c.run_id, prev.c.week_start == week - dt.timedelta(days=7)))
-        .where(cur.c.week_start == week)
-        .where(
-            sa.or_(
-                sa.func.coalesce(_col(cur, "status"), "") != sa.func.coalesce(_col(prev, "status"), ""),
-                sa.func.coalesce(_col(cur, "result_code"), "") != sa.func.coalesce(_col(prev, "result_code"), ""),
-            )
-        )
-        .order_by(sa.func.coalesce(_col(cur, "project_code"), ""), sa.func.coalesce(_col(cur, "workflow_code"), ""),
-                  cur.c.run_id)
-    )
-    for project, workflow, run_key, run_id, old_status, old_result, status, result, ended in conn.execution_options(
-        stream_results=True, yield_per=5000
-    ).execute(query):
-        old = " / ".join(v for v in (old_status, old_result) if v)
-        new = " / ".join(v for v in (status, result) if v)
-        yield ["Run", project or "", workflow or "", run_key or str(run_id), "state changed", "status / end state",
-               old, new, _utc(ended)]
-
-
-# --------------------------------------------------------------------------- data quality
-
-
-@dataclass
-class DataQuality:
-    """Loads and checks per table, rejected values per table and severity, and the top rules of the week."""
-
-    loads: list[list] = field(default_factory=list)
-    rejects: list[list] = field(default_factory=list)
-    top_rules: list[list] = field(default_factory=list)
-
-
-def data_quality(conn: sa.Connection, start: dt.datetime, end: dt.datetime, top: int = 20) -> DataQuality:
-    quality = DataQuality()
-    lo, hi = _bind_ts(conn, start), _bind_ts(conn, end)
-    batches = reflect(conn, "etl_batches")
-    if batches is not None:
-        failed = sa.func.sum(sa.case((batches.c.status == "SUCCESS", 0), else_=1))
-        query = (
-            sa.select(
-                batches.c.asset_key, sa.func.count(), failed,
-                sa.func.coalesce(sa.func.sum(batches.c.rows_in), 0),
-                sa.func.coalesce(sa.func.sum(batches.c.rows_loaded), 0),
-                sa.func.coalesce(sa.func.sum(batches.c.rows_rejected), 0),
-                sa.func.max(batches.c.finished_at),
-            )
-            .where(batches.c.started_at >= lo, batches.c.started_at < hi)
-            .group_by(batches.c.asset_key)
-            .order_by(batches.c.asset_key)
-        )
-        quality.loads = [[a, int(n), int(f or 0), int(i), int(ld), int(r), _utc(last)]
-                         for a, n, f, i, ld, r, last in conn.execute(query)]
-    errors = reflect(conn, "data_errors")
-    if errors is not None:
-        window = [errors.c.created_at >= lo, errors.c.created_at < hi]
-        query = (
-            sa.select(errors.c.asset_key, errors.c.severity, sa.func.count(),
-                      sa.func.count(sa.distinct(errors.c.record_key)))
-            .where(*window)
-            .group_by(errors.c.asset_key, errors.c.severity)
-            .order_by(errors.c.asset_key, errors.c.severity)
-        )
-        quality.rejects = [[a, s, int(n), int(k)] for a, s, n, k in conn.execute(query)]
-        n = sa.func.count().label("n")
-        query = (
-            sa.select(errors.c.asset_key, errors.c.field, errors.c.rule, errors.c.severity, n)
-            .where(*window)
-            .group_by(errors.c.asset_key, errors.c.field, errors.c.rule, errors.c.severity)
-            .order_by(n.desc(), errors.c.asset_key, errors.c.field, errors.c.rule)
-            .limit(top)
-        )
-        quality.top_rules = [[a, f, r, s, int(c)] for a, f, r, s, c in conn.execute(query)]
-    return quality

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from ows_pipeline.reports import queries as q
+from ows_pipeline.reports.changes import CHANGE_COLUMNS, dimension_changes, in_time_order, run_state_changes
+from ows_pipeline.reports.quality import DataQuality, data_quality
 from ows_pipeline.reports.workbook import (
     EXCEL_MAX_ROWS,
     Chart,
@@ -31,6 +32,7 @@ from ows_pipeline.reports.workbook import (
     XlsxWriter,
     column_letter,
 )
+from ows_pipeline.weeks import Week
 
 SUMMARY = "Summary"
 SNAPSHOT = "Latest snapshot"
@@ -40,37 +42,8 @@ QUALITY = "Data quality"
 MAX_CHART_STATES = 8
 
 
-@dataclass(frozen=True)
-class ReportWeek:
-    """A reporting week: its partition key and its bounds as UTC instants."""
-
-    key: str  # 'YYYY-MM-DD', the Sunday it starts
-    start: dt.datetime
-    end: dt.datetime
-    timezone: str
-
-    @property
-    def start_date(self) -> dt.date:
-        return dt.date.fromisoformat(self.key)
-
-    def quality_window(self) -> tuple[dt.datetime, dt.datetime]:
-        """Monday 00:00 to the next Monday 00:00 local time, as UTC: the loads of the week, including the
-        Sunday 02:00 run that closes it (and not the one that closed the week before)."""
-        tz = ZoneInfo(self.timezone)
-        monday = self.start_date + dt.timedelta(days=1)
-        return tuple(  # type: ignore[return-value]
-            dt.datetime.combine(day, dt.time(), tz).astimezone(dt.timezone.utc)
-            for day in (monday, monday + dt.timedelta(days=7))
-        )
-
-    @classmethod
-    def from_key(cls, key: str, timezone: str) -> "ReportWeek":
-        """Sunday 00:00 to the next Sunday 00:00 in `timezone` (DST-aware), as UTC."""
-        tz = ZoneInfo(timezone)
-        day = dt.date.fromisoformat(key)
-        start = dt.datetime.combine(day, dt.time(), tz)
-        end = dt.datetime.combine(day + dt.timedelta(days=7), dt.time(), tz)
-        return cls(key, start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc), timezone)
+ReportWeek = Week
+"""The reporting week (the one `Week` of the snapshot and the schedule)."""
 
 
 @dataclass
@@ -128,18 +101,22 @@ def build_weekly_report(
     data_docs: Optional[Path] = None,
     check_results: Sequence[Sequence] = (),
     max_rows: int = EXCEL_MAX_ROWS,
+    ui_url: Optional[str] = None,
 ) -> ReportResult:
     """Write the workbook of `week` to `path` atomically and describe it.
 
-    `check_results`: rows (asset, check, result, severity) for the Data quality sheet; evaluation times are
-    left out so that re-running the same checks with the same results gives the same file.
+    `check_results`: rows (asset, check, passed/failed, severity[, details]) for the Data quality sheet;
+    evaluation times are left out so that re-running the same checks with the same results gives the same
+    file. `data_docs`: the Data Docs start page on the pipeline host (named, never linked: a reader of the
+    workbook cannot open the build machine's files). `ui_url`: the Dagster UI's address for the readers;
+    failed checks then link to their asset's checks page.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out, engine.connect() as conn:
-            result = _write(conn, week, out, data_docs, check_results, max_rows)
+            result = _write(conn, week, out, data_docs, check_results, max_rows, ui_url)
         os.chmod(temp_name, 0o644)
         os.replace(temp_name, path)
     except BaseException:
@@ -151,23 +128,26 @@ def build_weekly_report(
     return result
 
 
-def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path], check_results, max_rows: int
-           ) -> ReportResult:
+def _write(conn: sa.Connection, week: Week, out, data_docs: Optional[Path], check_results, max_rows: int,
+           ui_url: Optional[str] = None) -> ReportResult:
     fct = q.fact_table(conn)
-    day = week.start_date
-    tz = ZoneInfo(week.timezone)
-    trend = q.weekly_kpis(conn, fct, day)
-    this, last = trend[-1], trend[-2]
+    day = week.start
+    tz = week.tz
+    trend = q.weekly_kpis(conn, fct, week)
+    this = trend[-1]
+    last = trend[-2] if len(trend) > 1 else q.WeekKpis(week.previous().start)
     result = ReportResult(Path(), 0, "")
     result.kpis = kpi_rows(this, last)
     expected = q.week_row_count(conn, fct, day)
+    checks = [_check_row(r) for r in check_results]
 
     properties = DocProperties(
         title=f"OWS weekly report, week of {week.key}",
         subject="Latest state of every workflow across projects, feeds and match processes",
         keywords=f"OWS; weekly; {week.key}",
-        description=f"Week {week.key} ({week.timezone}): {week.start:%Y-%m-%d %H:%M} to {week.end:%Y-%m-%d %H:%M} UTC.",
-        created=week.end,
+        description=f"Week {week.key} ({week.timezone}): {week.start_utc:%Y-%m-%d %H:%M} to "
+                    f"{week.end_utc:%Y-%m-%d %H:%M} UTC.",
+        created=week.end_utc,
     )
     large = expected > 100_000
     with XlsxWriter(out, properties, display_tz=tz, max_rows=max_rows) as book:
@@ -187,12 +167,12 @@ def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path]
         states = q.end_states(conn, fct, day)
         book.add_sheet(_end_states_sheet(states))
 
-        dims = q.dimension_changes(conn, week.start, week.end)
-        change_columns = [Column(h, kind) for h, kind in q.CHANGE_COLUMNS]
+        dims = dimension_changes(conn, week, tz)
+        change_columns = [Column(h, kind) for h, kind in CHANGE_COLUMNS]
         changes = book.add_table_sheet(
             CHANGES,
             change_columns,
-            _chain(dims.rows, q.run_state_changes(conn, fct, day)),
+            in_time_order(dims.rows, run_state_changes(conn, fct, week)),
             table_name="WeekChanges",
             highlights=[Highlight("Change", "retired", "bad"), Highlight("Change", "added", "warn")],
             back_link=("← Summary", SUMMARY),
@@ -201,41 +181,71 @@ def _write(conn: sa.Connection, week: ReportWeek, out, data_docs: Optional[Path]
         if dims.missing:
             result.notes.append("Not built yet, so not in Changes: " + ", ".join(dims.missing))
 
-        quality_from, quality_to = week.quality_window()
-        quality = q.data_quality(conn, quality_from, quality_to)
-        book.add_sheet(_quality_sheet(quality, data_docs, check_results, week))
+        quality = data_quality(conn, week)
+        book.add_sheet(_quality_sheet(quality, data_docs, checks, week, ui_url))
 
         book.add_sheet(
-            _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, result.notes),
+            _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, result.notes, checks),
             part=summary_part,
         )
 
     for info in snapshot + changes:
         result.sheet_rows[info.name] = info.rows
     result.sheet_rows[END_STATES] = len({(p, m) for p, m, _, _ in states})
-    result.sheet_rows[QUALITY] = len(quality.loads) + len(quality.rejects) + len(quality.top_rules) + len(check_results)
+    result.sheet_rows[QUALITY] = len(quality.loads) + len(quality.rejects) + len(quality.top_rules) + len(checks)
     return result
 
 
-def _chain(first, rest):
-    yield from first
-    yield from rest
+def _check_row(row: Sequence) -> list:
+    """(table, check, result, severity, details): the severity only where a check failed (a passed
+    check has no severity to show; whether it would block is in its own column)."""
+    table, check, outcome, severity = row[:4]
+    details = row[4] if len(row) > 4 else ""
+    failed = outcome != "passed"
+    blocks = "blocks downstream" if str(severity).upper() == "ERROR" else "warning only"
+    return [table, check, outcome, severity if failed else None, blocks, details if failed else None]
+
+
+def failed_checks(checks: Sequence[Sequence]) -> list:
+    return [c for c in checks if c[2] != "passed"]
 
 
 def kpi_rows(this: q.WeekKpis, last: q.WeekKpis) -> list[tuple[str, object, object, object]]:
+    """(name, this week, last week, change); None where a figure is unknown (a week never built, no SLA list)."""
+    def delta(a, b):
+        return None if a is None or b is None else a - b
+
     rows = []
     for name, attr in (("Runs", "runs"), ("Completed", "completed"), ("Failed", "failed"), ("Open", "open"),
                        ("Breaks", "breaks"), ("SLA breaches", "sla_breaches")):
         a, b = getattr(this, attr), getattr(last, attr)
-        rows.append((name, a, b, a - b))
+        rows.append((name, a, b, delta(a, b)))
     rate, before = this.match_rate, last.match_rate
-    rows.insert(5, ("Match rate", rate, before, None if rate is None or before is None else rate - before))
+    rows.insert(5, ("Match rate", rate, before, delta(rate, before)))
     return rows
 
 
-def _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, notes) -> Sheet:
+def kpi_notes(this: q.WeekKpis, last: q.WeekKpis, week: Week) -> list[str]:
+    """Why a KPI cell is blank, in the reader's words."""
+    notes = []
+    if not this.built:
+        notes.append(f"This week ({week.key}) has not been built: every figure is blank (unknown).")
+    if not last.built:
+        notes.append(f"Last week ({week.previous().key}) was never built: its column and the change are blank.")
+    if this.built and this.sla_breaches is None:
+        notes.append("SLA breaches: blank (unknown) because no feed SLA list is loaded; upload feed_sla.csv "
+                     "to the landing folder (ref_feed_sla).")
+    elif this.built and this.sla_runs is not None and this.sla_runs < (this.runs or 0):
+        notes.append(f"SLA breaches: counted over the {this.sla_runs:,} of {this.runs:,} runs whose feed is on the "
+                     "SLA list; the others are unknown.")
+    if this.built and this.match_rate is None:
+        notes.append("Match rate: blank because no run of the week reported matched, suggested or unmatched items.")
+    return notes
+
+
+def _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, notes, checks) -> Sheet:
     sheet = Sheet(SUMMARY)
-    for col, width in ((1, 26), (2, 14), (3, 14), (4, 14), (5, 3)):
+    for col, width in ((1, 26), (2, 14), (3, 14), (4, 14), (5, 14)):
         sheet.set_width(col, width)
     sheet.write(1, 1, f"OWS weekly report: week of {week.key}", style="title")
     sheet.write(2, 1, f"Sunday {week.key} 00:00 to the next Sunday 00:00, {week.timezone}. Times in the sheets are "
@@ -250,6 +260,19 @@ def _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, not
         sheet.write(row, 3, b, "pct" if pct else "int")
         sheet.write(row, 4, delta, "pct" if pct else "int", style="delta_pct" if pct else "delta_int")
         row += 1
+    for note in kpi_notes(this, last, week):
+        sheet.write(row, 1, note)
+        row += 1
+    failed = failed_checks(checks)
+    sheet.write(row, 1, "Failed data checks", style="bold")
+    if checks:
+        sheet.write(row, 2, len(failed), "int")
+        sheet.write(row, 3, f"of {len(checks):,} checks")
+        if failed:
+            sheet.link_to_sheet(row, 4, "see Data quality", QUALITY)
+    else:
+        sheet.write(row, 3, "no check results on record (unknown)")
+    row += 1
 
     row += 1
     sheet.write(row, 1, "Sheets", style="header")
@@ -312,6 +335,8 @@ def _summary_sheet(week, this, last, trend, states, snapshot, changes, dims, not
     state_names = top_states + (["Other"] if other else [])
     top = row
     sheet.write_row(row, 1, ["Project"] + state_names, style="header")
+    for col, name in enumerate(state_names, start=2):
+        sheet.set_width(col, max(14, len(name) + 3))
     projects = sorted(by_project)
     for project in projects:
         row += 1
@@ -353,36 +378,43 @@ def _end_states_sheet(states: list[tuple[str, str, str, int]]) -> Sheet:
     return sheet
 
 
-def _quality_sheet(quality: q.DataQuality, data_docs: Optional[Path], check_results: Sequence[Sequence],
-                   week: ReportWeek) -> Sheet:
+def _quality_sheet(quality: DataQuality, data_docs: Optional[Path], checks: Sequence[Sequence], week: Week,
+                   ui_url: Optional[str] = None) -> Sheet:
     sheet = Sheet(QUALITY)
-    for col, width in ((1, 34), (2, 16), (3, 26), (4, 12), (5, 12), (6, 14), (7, 18)):
+    for col, width in ((1, 34), (2, 26), (3, 26), (4, 12), (5, 18), (6, 40), (7, 18)):
         sheet.set_width(col, width)
     sheet.write(1, 1, "Data quality of the week", style="title")
     sheet.link_to_sheet(1, 9, "← Summary", SUMMARY)
-    if data_docs is not None:
-        sheet.link_to_url(2, 1, "Open the Data Docs (validation results)", data_docs.resolve().as_uri())
-    else:
-        sheet.write(2, 1, "Data Docs have not been built yet (they appear under OWS_HOME/data_docs).")
+    failed = failed_checks(checks)
+    where = "the Data Docs on the pipeline host" if data_docs is not None else "no Data Docs (not built yet)"
+    sheet.write(2, 1, f"{len(failed):,} of {len(checks):,} data checks failed; the failed checks and their results are "
+                      f"listed first, so the workbook needs no link ({where}).")
 
     row = 4
     sheet.write(row, 1, "Latest result of every data check", style="bold")
-    row = sheet.add_table("CheckResults", row + 1, 1, [
-        Column("Table"), Column("Check"), Column("Result"), Column("Severity"),
-    ], sorted((list(r[:4]) for r in check_results), key=lambda r: (str(r[0]), str(r[1])))) + 1
-    start, end = (t.astimezone(ZoneInfo(week.timezone)) for t in week.quality_window())
-    sheet.write(row, 1, f"Loads by table, {start:%a %Y-%m-%d %H:%M} to {end:%a %Y-%m-%d %H:%M} ({week.timezone}): "
-                        "the week's loads and the Sunday run that closes it", style="bold")
+    ordered = sorted(checks, key=lambda r: (r[2] == "passed", str(r[0]), str(r[1])))
+    top = row + 1
+    row = sheet.add_table("CheckResults", top, 1, [
+        Column("Table"), Column("Check"), Column("Result"), Column("Severity"), Column("If it fails"),
+        Column("Details"),
+    ], ordered) + 1
+    if ui_url:
+        for i, check in enumerate(ordered, start=1):
+            if check[2] != "passed":
+                sheet.link_to_url(top + i, 2, str(check[1]), f"{ui_url}/assets/{check[0]}?view=checks")
+    runs = ", ".join(quality.builder_runs) or "none on record"
+    sheet.write(row, 1, f"Loads of the week by table: the runs that built it ({runs}) and other loads whose "
+                        f"business time falls in {week.describe()}", style="bold")
     row = sheet.add_table("Loads", row + 1, 1, [
         Column("Table"), Column("Loads", "int"), Column("Failed loads", "int"), Column("Rows in", "int"),
-        Column("Rows loaded", "int"), Column("Rows rejected", "int"), Column("Last finished", "datetime"),
+        Column("Rows loaded", "int"), Column("Rows rejected", "int"), Column("Data as of", "datetime"),
     ], quality.loads) + 1
-    sheet.write(row, 1, "Rejected values by table and severity", style="bold")
+    sheet.write(row, 1, "Rejected and warned values by table and severity", style="bold")
     row = sheet.add_table("Rejects", row + 1, 1, [
-        Column("Table"), Column("Severity"), Column("Rejected values", "int"), Column("Records", "int"),
+        Column("Table"), Column("Severity"), Column("Values", "int"), Column("Records", "int"),
     ], quality.rejects) + 1
     sheet.write(row, 1, "Top rules", style="bold")
     sheet.add_table("TopRules", row + 1, 1, [
-        Column("Table"), Column("Field"), Column("Rule"), Column("Severity"), Column("Rejected values", "int"),
+        Column("Table"), Column("Field"), Column("Rule"), Column("Severity"), Column("Values", "int"),
     ], quality.top_rules)
     return sheet

@@ -1,7 +1,5 @@
 """Dagster definitions of the reports domain: the weekly workbook and its delivery by email."""
 
-import datetime as dt
-
 import dagster as dg
 
 from ows_pipeline.defs.policies import EMAIL_RETRY_POLICY, weekly_report_freshness_policy
@@ -9,7 +7,6 @@ from ows_pipeline.partitions import weekly_partitions
 from ows_pipeline.reports import queries
 from ows_pipeline.reports.email import DeliveryError, SmtpSettings, send_report
 from ows_pipeline.reports.weekly_report import (
-    ReportWeek,
     build_weekly_report,
     find_data_docs,
     kpi_rows,
@@ -18,18 +15,13 @@ from ows_pipeline.reports.weekly_report import (
 )
 from ows_pipeline.resources import SmtpResource, WarehouseResource
 from ows_pipeline.settings import Settings
+from ows_pipeline.weeks import Week
 
 FACT = dg.AssetKey("fct_workflow_run_weekly")
 
 
-def _week(context: dg.AssetExecutionContext) -> ReportWeek:
-    window = context.partition_time_window
-    return ReportWeek(
-        key=context.partition_key,
-        start=window.start.astimezone(dt.timezone.utc),
-        end=window.end.astimezone(dt.timezone.utc),
-        timezone=weekly_partitions.timezone or "UTC",
-    )
+def _week(context: dg.AssetExecutionContext) -> Week:
+    return Week.from_window(context.partition_time_window, weekly_partitions.timezone or "UTC")
 
 
 @dg.asset(
@@ -51,7 +43,8 @@ def ows_weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     week = _week(context)
     path = report_path(settings.report_dir, week.key)
     result = build_weekly_report(
-        warehouse.get_engine(), week, path, data_docs=_data_docs(settings), check_results=_latest_checks(context)
+        warehouse.get_engine(), week, path, data_docs=_data_docs(settings), check_results=_latest_checks(context),
+        ui_url=settings.ui_url,
     )
     for note in result.notes:
         context.log.info(note)
@@ -151,11 +144,24 @@ def _latest_checks(context: dg.AssetExecutionContext, scan: int = 5000) -> list[
         evaluation = record.event_log_entry.dagster_event.event_specific_data
         key = (evaluation.asset_key.to_user_string(), evaluation.check_name)
         if key not in latest:
-            latest[key] = [key[0], key[1], "passed" if evaluation.passed else "failed", evaluation.severity.value]
+            latest[key] = [key[0], key[1], "passed" if evaluation.passed else "failed", evaluation.severity.value,
+                           _details(evaluation)]
     return [latest[k] for k in sorted(latest)]
 
 
-def _body(week: ReportWeek, path, digest: str, warehouse: WarehouseResource) -> str:
+def _details(evaluation, limit: int = 300) -> str:
+    """A failed check's results in a line: its description and metadata (counts, examples), cut to `limit`."""
+    parts = [evaluation.description] if getattr(evaluation, "description", None) else []
+    for name, value in sorted((evaluation.metadata or {}).items()):
+        shown = getattr(value, "value", value)
+        if isinstance(shown, (dict, list)):
+            shown = str(shown)
+        parts.append(f"{name}: {shown}")
+    text = "; ".join(str(p) for p in parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _body(week: Week, path, digest: str, warehouse: WarehouseResource) -> str:
     lines = [
         f"The OWS weekly report for the week of {week.key} ({week.timezone}) is attached.",
         "",
@@ -163,8 +169,9 @@ def _body(week: ReportWeek, path, digest: str, warehouse: WarehouseResource) -> 
     try:
         with warehouse.get_engine().connect() as conn:
             fct = queries.fact_table(conn)
-            trend = queries.weekly_kpis(conn, fct, week.start_date, weeks=2)
-        for name, this, last, _delta in kpi_rows(trend[-1], trend[-2]):
+            trend = queries.weekly_kpis(conn, fct, week, weeks=2)
+        before = trend[-2] if len(trend) > 1 else queries.WeekKpis(week.previous().start)
+        for name, this, last, _delta in kpi_rows(trend[-1], before):
             shown = f"{this:.1%}" if isinstance(this, float) else ("-" if this is None else f"{this:,}")
             before = f"{last:.1%}" if isinstance(last, float) else ("-" if last is None else f"{last:,}")
             lines.append(f"  {name:<14} {shown:>10}   (last week {before})")
