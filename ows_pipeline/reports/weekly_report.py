@@ -115,7 +115,7 @@ def build_weekly_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as out, engine.connect() as conn:
+        with os.fdopen(handle, "w+b") as out, engine.connect() as conn:
             result = _write(conn, week, out, data_docs, check_results, max_rows, ui_url)
         os.chmod(temp_name, 0o644)
         os.replace(temp_name, path)
