@@ -1,7 +1,8 @@
 """Benchmark: the weekly workbook for a large weekly snapshot, against `DataFrame.to_excel`.
 
     .venv/bin/python benchmarks/report.py                      # 20,000 rows, 3 runs each
-    .venv/bin/python benchmarks/report.py --rows 1000000 --repeat 1
+    .venv/bin/python benchmarks/report.py --rows 200000 --before /path/to/older/checkout
+    .venv/bin/python benchmarks/report.py --rows 1000000 --repeat 1 --engines xlsxwriter
 
 The warehouse (SQLite by default, `--warehouse-url` for PostgreSQL) gets one week of
 `fct_workflow_run_weekly` with `--rows` runs of distinct workflows, so the Latest snapshot
@@ -11,8 +12,11 @@ process's maximum resident set size (os.wait4).
 - ows_weekly_report: `build_weekly_report`, the whole workbook (all five sheets, charts,
   tables), reading from the warehouse; the time includes the queries.
 - baseline: the same Latest snapshot rows already in a DataFrame, then
-  `df.to_excel(path, index=False)` with pandas' default engine (openpyxl here); the time
-  counts `to_excel` only, the peak RSS the whole process.
+  `df.to_excel(path, index=False)` with each engine of `--engines` (pandas' default is
+  XlsxWriter when it is installed, else openpyxl); the time counts `to_excel` only, the peak
+  RSS the whole process.
+- before (with `--before PATH`): `build_weekly_report` from another checkout (an older
+  commit), measured in the same run on the same warehouse.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -90,7 +95,10 @@ def fill(url: str, rows: int) -> None:
 
 
 def child(mode: str, url: str, out: str) -> None:
-    """Runs in its own process: writes one workbook and prints the seconds it took."""
+    """Runs in its own process: writes one workbook and prints the seconds it took.
+
+    `mode` is "ours", "before" (the same from the checkout first on sys.path) or "to_excel:<engine>".
+    """
     import sqlalchemy as sa
 
     from ows_pipeline.reports import queries
@@ -98,7 +106,7 @@ def child(mode: str, url: str, out: str) -> None:
 
     engine = sa.create_engine(url)
     week = ReportWeek.from_key(WEEK, TIMEZONE)
-    if mode == "ours":
+    if mode in ("ours", "before"):
         started = time.perf_counter()
         result = build_weekly_report(engine, week, Path(out))
         seconds = time.perf_counter() - started
@@ -118,18 +126,18 @@ def child(mode: str, url: str, out: str) -> None:
             if kind == "datetime":
                 frame[name] = pd.to_datetime(frame[name], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
         started = time.perf_counter()
-        frame.to_excel(out, sheet_name="Latest snapshot", index=False)
+        frame.to_excel(out, sheet_name="Latest snapshot", index=False, engine=mode.split(":", 1)[1])
         seconds = time.perf_counter() - started
         rows = len(frame)
     print(json.dumps({"seconds": seconds, "rows": rows, "size": os.path.getsize(out)}))
 
 
-def measure(mode: str, url: str, folder: Path) -> dict:
-    out = folder / f"{mode}.xlsx"
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", mode, "--warehouse-url", url, "--out", str(out)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )
+def measure(mode: str, url: str, folder: Path, before: Optional[Path]) -> dict:
+    out = folder / f"{mode.replace(':', '_')}.xlsx"
+    command = [sys.executable, __file__, "--child", mode, "--warehouse-url", url, "--out", str(out)]
+    if mode == "before":
+        command += ["--code", str(before)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -146,9 +154,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000, help="runs in the week (issue: 1,000,000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each writer; the median is shown")
     parser.add_argument("--warehouse-url", default=None, help="default: a SQLite file in a temporary folder")
-    parser.add_argument("--child", choices=["ours", "baseline", "fill"], help=argparse.SUPPRESS)
+    parser.add_argument("--engines", default="xlsxwriter,openpyxl",
+                        help="to_excel engines to compare with (comma-separated; default both)")
+    parser.add_argument("--before", type=Path, help="another checkout whose build_weekly_report is measured too")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--code", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.code:  # the measured package comes from that checkout
+        sys.path.insert(0, args.code)
+        import ows_pipeline
+
+        if not ows_pipeline.__file__.startswith(str(Path(args.code).resolve())):
+            raise SystemExit(f"ows_pipeline was imported from {ows_pipeline.__file__}, not from {args.code}")
     if args.child == "fill":
         fill(args.warehouse_url, args.rows)
         return
@@ -165,27 +183,35 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--child", "fill", "--rows", str(args.rows), "--warehouse-url", url],
                        check=True, cwd=ROOT)
         print(f"warehouse filled with {args.rows:,} snapshot rows in {time.perf_counter() - started:.1f} s")
-        runs: dict[str, list[dict]] = {"baseline": [], "ours": []}
+        baselines = [f"to_excel:{e.strip()}" for e in args.engines.split(",") if e.strip()]
+        modes = baselines + (["before"] if args.before else []) + ["ours"]
+        runs: dict[str, list[dict]] = {mode: [] for mode in modes}
         for _ in range(args.repeat):
-            for mode in ("baseline", "ours"):  # interleaved, so noise hits both alike
-                runs[mode].append(measure(mode, url, folder))
+            for mode in modes:  # interleaved, so noise hits all alike
+                runs[mode].append(measure(mode, url, folder, args.before))
                 r = runs[mode][-1]
-                print(f"  {mode:<9} {r['seconds']:8.1f} s  {r['peak_rss_mib']:8.0f} MiB  {r['size'] / 2**20:7.1f} MiB file")
+                print(f"  {mode:<20} {r['seconds']:8.1f} s  {r['peak_rss_mib']:8.0f} MiB  {r['size'] / 2**20:7.1f} MiB file",
+                      flush=True)
 
-    base_s = statistics.median(r["seconds"] for r in runs["baseline"])
-    base_m = statistics.median(r["peak_rss_mib"] for r in runs["baseline"])
+    def median(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[mode])
+
+    labels = {"ours": "ows_weekly_report, all sheets", "before": f"ows_weekly_report from {args.before}"}
     print()
     print(f"rows: {args.rows:,}   runs: {args.repeat} (median)   machine: {os.cpu_count()} cores")
-    print(f"{'writer':<44} {'time s':>8} {'x base':>7} {'peak MiB':>9} {'x base':>7}")
-    for mode, label in (("baseline", "DataFrame.to_excel (openpyxl), snapshot only"),
-                        ("ours", "ows_weekly_report, all sheets")):
-        s = statistics.median(r["seconds"] for r in runs[mode])
-        m = statistics.median(r["peak_rss_mib"] for r in runs[mode])
-        print(f"{label:<44} {s:8.1f} {s / base_s:7.2f} {m:9.0f} {m / base_m:7.2f}")
-    ours_s = statistics.median(r["seconds"] for r in runs["ours"]) / base_s
-    ours_m = statistics.median(r["peak_rss_mib"] for r in runs["ours"]) / base_m
-    print(f"targets: time <= 1.00x ({'met' if ours_s <= 1 else 'MISSED'}), "
-          f"peak RSS <= 0.25x ({'met' if ours_m <= 0.25 else 'MISSED'})")
+    header = f"{'writer':<48} {'time s':>8} {'peak MiB':>9}" + "".join(f" {'x ' + b[9:]:>13}" for b in baselines)
+    print(header)
+    for mode in modes:
+        s, m = median(mode, "seconds"), median(mode, "peak_rss_mib")
+        label = labels.get(mode, f"DataFrame.to_excel ({mode[9:]}), snapshot only")
+        ratios = "".join(f" {s / median(b, 'seconds'):5.2f}/{m / median(b, 'peak_rss_mib'):5.2f}  " for b in baselines)
+        print(f"{label:<48} {s:8.1f} {m:9.0f}{ratios}")
+    print("(x <engine>: time ratio / peak RSS ratio against that to_excel)")
+    for b in baselines:
+        ours_s = median("ours", "seconds") / median(b, "seconds")
+        ours_m = median("ours", "peak_rss_mib") / median(b, "peak_rss_mib")
+        print(f"targets against to_excel ({b[9:]}): time <= 1.00x ({'met' if ours_s <= 1 else 'MISSED'}: {ours_s:.2f}x), "
+              f"peak RSS <= 0.25x ({'met' if ours_m <= 0.25 else 'MISSED'}: {ours_m:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -86,8 +86,9 @@ def no_negative_zero(value: float, style: str) -> float:
 
 
 def text_width(text: str, style: str = "default") -> float:
-    """Width of the widest line of `text` in digit widths, for the font of `style`."""
-    widest = max((xl_pixel_width(line) for line in text.split("\n")), default=0)
+    """Width of the widest line of `text` in digit widths, for the font of `style`: at least a digit's width per
+    character, so that narrow letters in a reader's substitute font are never cut."""
+    widest = max((max(xl_pixel_width(line), DIGIT_PX * len(line)) for line in text.split("\n")), default=0)
     if style == "title":
         widest *= 16 / 11
     if style in ("header", "bold", "title"):
@@ -207,7 +208,8 @@ class PrintPlan:
 
 def plan_pages(width_px: float, last_row: int, blocks: Iterable[tuple[int, int]]) -> PrintPlan:
     """Scale so that the sheet fits the page width and the tallest block of charts fits one page, then break
-    pages so that no block is cut. `blocks` are (first row, last row), 0-based; rows are ROW_PX high.
+    pages so that no block is cut and a page ends after each block. `blocks` are (first row, last row),
+    0-based; rows are ROW_PX high.
 
     Excel ignores manual page breaks on a sheet set to "fit to pages", hence a computed scale.
     """
@@ -216,12 +218,18 @@ def plan_pages(width_px: float, last_row: int, blocks: Iterable[tuple[int, int]]
     scale = min(1.0, PAGE_PX[0] * SLACK / max(width_px, 1), PAGE_PX[1] * SLACK / (tallest * ROW_PX))
     percent = max(10, math.floor(scale * 100))
     per_page = max(1, math.floor(PAGE_PX[1] * SLACK / (ROW_PX * percent / 100)))
+    after_blocks = sorted({bottom + 1 for _, bottom in blocks})
     breaks, start = [], 0
-    while start + per_page <= last_row:
+    while True:
         end = start + per_page
-        for top, bottom in blocks:
-            if start < top < end <= bottom:  # the page would end inside this block: end before it
-                end = top
+        following = [cut for cut in after_blocks if start < cut <= end]
+        if following:
+            end = following[0]
+        else:
+            for top, bottom in blocks:
+                if start < top < end <= bottom:  # the page would end inside this block: end before it
+                    end = top
+        if end > last_row:
+            return PrintPlan(percent, breaks)
         breaks.append(end)
         start = end
-    return PrintPlan(percent, breaks)
