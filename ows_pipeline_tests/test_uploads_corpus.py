@@ -16,7 +16,7 @@ from ows_pipeline.resources import make_engine
 from ows_pipeline.uploads.landing import LandingFolder
 from ows_pipeline.uploads.problems import FileRejected
 from ows_pipeline.uploads.processing import error_summary, prepare, process_upload
-from ows_pipeline.uploads.sensing import _preflight, sensor_tick
+from ows_pipeline.uploads.sensing import preflight, sensor_tick
 from ows_pipeline.warehouse.schema.uploads import ref_feed_sla, ref_project_metadata, upload_registry
 from ows_pipeline.warehouse.schema import create_warehouse_tables, data_errors
 from ows_pipeline_tests.upload_corpus import ACCEPTED_WITH_WARNINGS, BAD_FILES, CORPUS_LIMITS, BadFile
@@ -32,7 +32,8 @@ def _upload(tmp_path: Path, bad: BadFile):
     path = landing.root / bad.kind / bad.name
     bad.write(path)
     original = None if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
-    tick = sensor_tick(engine, landing, None, CORPUS_LIMITS, now=LATER)
+    first = sensor_tick(engine, landing, None, CORPUS_LIMITS, now=LATER)  # first sight: waits to settle
+    tick = sensor_tick(engine, landing, first.cursor, CORPUS_LIMITS, now=LATER + 1)
     assert not tick.failures, tick.log
     outcomes = [process_upload(engine, landing, r.upload_id, limits=CORPUS_LIMITS) for r in tick.requests]
     return engine, landing, original, outcomes
@@ -85,7 +86,7 @@ def test_every_bad_file_has_its_own_message(tmp_path):
         landing.ensure()
         bad.write(landing.root / bad.kind / bad.name)
         (candidate,) = landing.scan()
-        problem = _preflight(candidate, CORPUS_LIMITS)
+        problem = preflight(candidate, CORPUS_LIMITS)
         if problem is not None:
             summaries[bad.case] = error_summary([problem])
             continue

@@ -38,7 +38,8 @@ class Exports:
     def upload(self, name: str, content):
         path = self.landing.root / "ows_export" / name
         path.write_bytes(content.encode() if isinstance(content, str) else content)
-        tick = sensor_tick(self.engine, self.landing, None, LIMITS, now=time.time() + 60)
+        first = sensor_tick(self.engine, self.landing, None, LIMITS, now=time.time() + 60)
+        tick = sensor_tick(self.engine, self.landing, first.cursor, LIMITS, now=time.time() + 61)
         (request,) = tick.requests
         return process_upload(self.engine, self.landing, request.upload_id, limits=LIMITS)
 
@@ -177,7 +178,8 @@ def test_export_of_a_table_without_dimension_counts_keys_against_staging(exports
 def test_project_metadata_overlays_the_dimension(exports):
     path = exports.landing.root / "project_metadata" / "meta.csv"
     path.write_text("project_code,business_unit,cost_centre,owner\nP1,Markets,CC-9,bob\n")
-    (request,) = sensor_tick(exports.engine, exports.landing, None, LIMITS, now=time.time() + 60).requests
+    first = sensor_tick(exports.engine, exports.landing, None, LIMITS, now=time.time() + 60)
+    (request,) = sensor_tick(exports.engine, exports.landing, first.cursor, LIMITS, now=time.time() + 61).requests
     assert process_upload(exports.engine, exports.landing, request.upload_id, limits=LIMITS).status == "LOADED"
     exports.upload("ows_project_2026-11-01.csv", HEADER + _project(1, "One"))
     assert exports.query("SELECT business_unit, cost_centre, owner FROM dim_project") == [("Markets", "CC-9", "bob")]

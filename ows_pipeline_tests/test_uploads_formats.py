@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import zipfile
 
 import pytest
 
 from ows_pipeline.uploads.formats import parse_file
-from ows_pipeline.uploads.kinds import FEED_SLA, validate
-from ows_pipeline.uploads.landing import name_problem, suggested_name
+from ows_pipeline.uploads.schema import FEED_SLA, validate
+from ows_pipeline.uploads.names import name_problem, safe_name
 from ows_pipeline.uploads.limits import UploadLimits
 from ows_pipeline.uploads.problems import FileRejected
 from ows_pipeline_tests.upload_corpus import GOOD_ROWS, workbook_bytes
@@ -91,13 +92,14 @@ def test_zip_bomb_is_refused_from_the_compression_ratio():
 
 def test_json_and_yaml_records():
     json_table = parse_file("a.json", b'[{"feed_code": "A", "sla_minutes": 30}, {"feed_code": "B"}]', LIMITS)
-    assert json_table.columns == ["feed_code", "sla_minutes"] and json_table.rows == [("A", 30), ("B", None)]
+    # numbers are kept as written, and typed by the schema afterwards
+    assert json_table.columns == ["feed_code", "sla_minutes"] and json_table.rows == [("A", "30"), ("B", None)]
     yaml_table = parse_file("a.yaml", b"- feed_code: A\n  sla_minutes: 30\n- feed_code: B\n", LIMITS)
-    assert yaml_table.rows == [("A", 30), ("B", None)] and yaml_table.row_unit == "item"
+    assert yaml_table.rows == [("A", "30"), ("B", None)] and yaml_table.row_unit == "item"
 
 
 def test_yaml_tags_are_refused_and_duplicate_keys_named():
-    assert _rules("a.yaml", b"- !!python/object/apply:os.system ['echo hi']\n") == {"yaml_syntax"}
+    assert _rules("a.yaml", b"- !!python/object/apply:os.system ['echo hi']\n") == {"yaml_tag"}
     assert _rules("a.yaml", b"- feed_code: A\n  feed_code: B\n") == {"duplicate_field"}
 
 
@@ -129,11 +131,21 @@ def test_limits_from_the_environment(monkeypatch):
         UploadLimits.from_env()
 
 
-@pytest.mark.parametrize("name", ["../x.csv", "a/b.csv", "x..csv", "feed sla.csv", "caf\u00e9.csv", ".hidden.csv", "a\x00.csv"])
-def test_unsafe_names_are_refused_with_a_suggestion(name):
+@pytest.mark.parametrize("name", ["..x.csv", "x..csv", "feed sla.csv", "caf\u00e9.csv", ".hidden.csv", "Feed SLA (copy).csv",
+                                  "a\\b.csv", "\u00dcbersicht M\u00e4rz 2026.xlsx", "x" * 240 + ".json"])
+def test_names_people_use_are_accepted_and_archived_under_a_safe_name_keeping_the_extension(name):
+    assert name_problem(name) is None
+    safe = safe_name(name)
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", safe) and ".." not in safe and len(safe) <= 200
+    assert safe.endswith(name[name.rindex("."):].lower())
+
+
+@pytest.mark.parametrize("name", ["a\nb.csv", "a\x00.csv", "x\x1b[31m.csv", "evil\u202ecsv.exe.csv", "bad\udcff.csv"])
+def test_names_with_invisible_characters_are_refused_and_shown_escaped(name):
     problem = name_problem(name)
     assert problem is not None and problem.rule == "file_name"
-    assert name_problem(suggested_name(name)) is None
+    assert safe_name(name).endswith(".csv") and name_problem(safe_name(name)) is None
+    assert all(c.isprintable() for c in problem.message + problem.fix + problem.value)
 
 
 def test_xlsx_with_formatting_far_away_still_loads():

@@ -40,8 +40,11 @@ class Landing:
         return path
 
     def tick(self, now=None):
-        tick = sensor_tick(self.engine, self.folder, self.cursor, LIMITS, now=now or time.time() + 60)
-        self.cursor = tick.cursor
+        """Two observations (a file is settled when both agree), returning the second."""
+        now = now or time.time() + 60
+        for moment in (now, now + 1):
+            tick = sensor_tick(self.engine, self.folder, self.cursor, LIMITS, now=moment)
+            self.cursor = tick.cursor
         return tick
 
     def run_all(self):
@@ -136,11 +139,13 @@ def test_a_file_still_being_written_waits_until_stable(landing):
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
     second = sensor_tick(landing.engine, landing.folder, first.cursor, UploadLimits(settle_seconds=300), now=now + 30)
     assert second.requests == [] and second.waiting == ["feed_sla/growing.csv"]
-    third = sensor_tick(landing.engine, landing.folder, second.cursor, UploadLimits(settle_seconds=300), now=now + 60)
+    early = sensor_tick(landing.engine, landing.folder, second.cursor, UploadLimits(settle_seconds=300), now=now + 60)
+    assert early.requests == [] and early.waiting == ["feed_sla/growing.csv"]  # unchanged, but not for 300 s yet
+    third = sensor_tick(landing.engine, landing.folder, early.cursor, UploadLimits(settle_seconds=300), now=now + 330)
     assert [r.file_name for r in third.requests] == ["growing.csv"]
     assert landing.rows(upload_registry)[0].sha256 == registry.sha256_of_file(path)
     # the requested file is not registered again while its run has not moved it
-    fourth = sensor_tick(landing.engine, landing.folder, third.cursor, UploadLimits(settle_seconds=300), now=now + 90)
+    fourth = sensor_tick(landing.engine, landing.folder, third.cursor, UploadLimits(settle_seconds=300), now=now + 360)
     assert fourth.requests == [] and len(landing.rows(upload_registry)) == 1
 
 
@@ -242,9 +247,11 @@ def test_a_file_removed_before_its_run_fails_clearly(landing):
 def test_a_tick_stops_at_its_time_budget_and_the_next_one_goes_on(landing):
     for i in range(5):
         landing.drop("feed_sla", f"sla_{i}.csv", _sla(f"F{i},07:00,30,Ops,"))
-    first = sensor_tick(landing.engine, landing.folder, None, LIMITS, now=time.time() + 60, budget_seconds=0)
+    seen = sensor_tick(landing.engine, landing.folder, None, LIMITS, now=time.time() + 60)
+    assert len(seen.waiting) == 5
+    first = sensor_tick(landing.engine, landing.folder, seen.cursor, LIMITS, now=time.time() + 61, budget_seconds=0)
     assert len(first.requests) == 1 and len(first.deferred) == 4  # the first file is always handled
-    second = sensor_tick(landing.engine, landing.folder, first.cursor, LIMITS, now=time.time() + 60)
+    second = sensor_tick(landing.engine, landing.folder, first.cursor, LIMITS, now=time.time() + 62)
     assert len(second.requests) == 4 and second.deferred == []
     assert len({r.upload_id for r in first.requests + second.requests}) == 5
 

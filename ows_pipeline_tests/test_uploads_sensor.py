@@ -47,7 +47,9 @@ def test_sensor_requests_one_run_per_file_and_the_run_loads_it(landing_env):
         assert (landing / "feed_sla").is_dir() and (landing / "processed").is_dir()
         (landing / "feed_sla" / "sla.csv").write_text(GOOD_CSV)
         (landing / "feed_sla" / "broken.csv").write_text(HEADER + "X,07:00,soon,Ops,\n")
-        result = _evaluate(instance, warehouse, empty.cursor)
+        seen = _evaluate(instance, warehouse, empty.cursor)  # first sight: waiting to settle
+        assert seen.run_requests == [] and "waiting" in seen.skip_reason.skip_message
+        result = _evaluate(instance, warehouse, seen.cursor)
         assert len(result.run_requests) == 2
         cursor = json.loads(result.cursor)
         assert set(cursor["requested"]) == {"feed_sla/sla.csv", "feed_sla/broken.csv"}
@@ -88,8 +90,11 @@ def test_sensor_survives_an_unusable_file_and_keeps_going(landing_env):
         os.mkfifo(fifo)
         (landing / "feed_sla" / "ok.csv").write_text(GOOD_CSV)
         os.utime(fifo, (time.time() - 3600, time.time() - 3600))
-        result = _evaluate(instance, warehouse, first.cursor)
-    assert [r.tags["ows/upload_file"] for r in result.run_requests] == ["ok.csv"]
+        seen = _evaluate(instance, warehouse, first.cursor)
+        result = _evaluate(instance, warehouse, seen.cursor)
+    requests = {r.tags["ows/upload_file"]: r for r in result.run_requests}
+    assert set(requests) == {"ok.csv", "pipe.csv"}
+    assert requests["pipe.csv"].run_key.startswith("upload-refused-")  # the run that reports the refusal
     assert os.path.lexists(landing / "rejected" / "feed_sla" / "pipe.csv")
 
 
@@ -101,7 +106,8 @@ def test_export_job_reports_the_tables_it_changed(landing_env):
             "project_id,project_code,project_name,business_unit,owner,active_flag,created_at,updated_at\n"
             "1,P1,One,Treasury,ann,Y,2025-01-01 00:00:00,2026-10-01 00:00:00\n"
         )
-        (request,) = _evaluate(instance, warehouse, first.cursor).run_requests
+        seen = _evaluate(instance, warehouse, first.cursor)
+        (request,) = _evaluate(instance, warehouse, seen.cursor).run_requests
         assert request.job_name == KIND_JOBS["ows_export"]
         bound = dg.Definitions.merge(upload_defs, dg.Definitions(resources={"warehouse": warehouse}))
         run = bound.resolve_job_def(request.job_name).execute_in_process(

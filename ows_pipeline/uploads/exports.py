@@ -20,15 +20,18 @@ import sqlalchemy as sa
 
 from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
 from ows_pipeline.uploads.formats import FORMATS, parse_file
-from ows_pipeline.uploads.kinds import export_kind, match_header
+from ows_pipeline.uploads.schema import export_kind, match_header
 from ows_pipeline.uploads.limits import UploadLimits
-from ows_pipeline.uploads.problems import FileRejected, Problem, reject
+from ows_pipeline.uploads.names import shown_name
+from ows_pipeline.uploads.problems import FileRejected, Problem, reject, shown
 from ows_pipeline.uploads.reference import KeyCounts
 from ows_pipeline.warehouse.batches import record_batch
 from ows_pipeline.warehouse.schema.ledger import etl_batches
 
 _NAME = re.compile(
-    r"(?P<table>ows_[a-z_]+?)_(?P<date>\d{4}-\d{2}-\d{2})(?:T(?P<time>\d{6})Z?)?(?P<ext>\.[A-Za-z]+)",
+    # what browsers and file managers add to a copy is allowed after the date: " (1)", " - Copy", "_copy"
+    r"(?P<table>ows_[a-z_]+?)_(?P<date>\d{4}-\d{2}-\d{2})(?:T(?P<time>\d{6})Z?)?(?:[ _-][^.]*)?(?P<ext>\.[A-Za-z]+)",
+    re.IGNORECASE,
 )
 
 # Tables with an SCD2 dimension, and the dimension's name.
@@ -45,18 +48,19 @@ def export_target(file_name: str) -> tuple[str, dt.datetime]:
     expected = "name it <table>_<YYYY-MM-DD>.<ext>, e.g. ows_feed_2026-11-01.csv, with a table among: " + ", ".join(
         SOURCE_TABLES_BY_NAME
     )
+    shown = shown_name(file_name)
     match = _NAME.fullmatch(file_name)
     if not match or match["ext"].lower() not in FORMATS:
-        raise reject("export_name", f"'{file_name}' does not name an OWS table and an as-of date", expected,
-                     value=file_name)
-    if match["table"] not in SOURCE_TABLES_BY_NAME:
-        raise reject("export_name", f"'{match['table']}' is not an OWS table", expected, value=file_name)
+        raise reject("export_name", f"'{shown}' does not name an OWS table and an as-of date", expected, value=shown)
+    table = match["table"].lower()
+    if table not in SOURCE_TABLES_BY_NAME:
+        raise reject("export_name", f"'{shown_name(table)}' is not an OWS table", expected, value=shown)
     try:
         day = dt.date.fromisoformat(match["date"])
         clock = dt.time(int(match["time"][:2]), int(match["time"][2:4]), int(match["time"][4:])) if match["time"] else dt.time(0)
     except ValueError:
-        raise reject("export_name", f"'{file_name}' holds an impossible date or time", expected, value=file_name) from None
-    return match["table"], dt.datetime.combine(day, clock, tzinfo=dt.timezone.utc)
+        raise reject("export_name", f"'{shown}' holds an impossible date or time", expected, value=shown) from None
+    return table, dt.datetime.combine(day, clock, tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -133,6 +137,61 @@ def _rule_context(conn: sa.Connection, as_of: dt.datetime):
     return RuleContext(as_of, reference_values, open_rows)
 
 
+def refuse_without_parents(conn: sa.Connection, table_name: str, clean) -> None:
+    """An export whose parent tables are not loaded at all cannot join: one refusal, not one per row."""
+    from ows_pipeline.staging.suites import SUITES
+    from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
+
+    missing = []
+    for rule in SUITES[table_name]:
+        parent = rule.params.get("table", "").removeprefix("stg_") if rule.kind == "references" else ""
+        used = parent and bool(clean[rule.columns[0]].notna().any())
+        if used and parent != table_name and parent not in missing and rule.severity == "ERROR":
+            empty = conn.execute(sa.select(sa.literal(1)).select_from(STAGING_TABLES[parent]).limit(1)).first() is None
+            if empty:
+                missing.append(parent)
+    if missing:
+        exports = " and ".join(f"the {name} export" for name in missing)
+        raise reject(
+            "parents_not_loaded",
+            f"{table_name} rows refer to {', '.join(missing)}, which the warehouse does not hold yet: "
+            "no row could be matched",
+            f"load {exports} (or run the extraction) first, then upload this file again",
+        )
+
+
+_RULE_FIXES = {
+    "valid_type": "write {field} in its OWS form: timestamps YYYY-MM-DD HH:MM:SS (UTC, or with an offset), "
+                  "dates YYYY-MM-DD, flags Y or N, ids and counts as whole numbers",
+    "not_null": "fill in {field} on every row: OWS always has a value there",
+    "max_length": "shorten {field} to the length OWS allows ({limit} characters)",
+    "unique": "keep one row per {field}: remove or correct the repeated rows",
+    "allowed_values": "use one of {values} in {field}",
+    "code_format": "write {field} as OWS shows it: capital letters A-Z, digits and _ . - only",
+    "min_value": "use a value of at least {minimum} in {field}",
+    "not_before": "{field} must not be before {other}: check the two dates on this row",
+    "not_in_future": "check {field}: it is after the export's as-of date in the file name",
+    "references": "export the matching {parent} rows too (load its export first), or correct {field}",
+    "one_open_per_key": "keep only one open run (empty end_date) per {field}",
+}
+
+
+def rule_fix(rule, field_name: Optional[str]) -> str:
+    """The fix of a staging rule, in the words of someone correcting the file."""
+    if rule is None or rule.kind not in _RULE_FIXES:
+        return "correct the value in the file and upload it again"
+    params = rule.params
+    values = params.get("values", ())
+    return _RULE_FIXES[rule.kind].format(
+        field=field_name or ", ".join(rule.columns),
+        limit=params.get("lengths", {}).get(field_name, "the"),
+        values=", ".join(values),
+        minimum=params.get("min"),
+        other=rule.columns[-1] if len(rule.columns) > 1 else "",
+        parent=params.get("table", "").removeprefix("stg_"),
+    )
+
+
 def latest_staged_as_of(conn: sa.Connection, table_name: str) -> Optional[dt.datetime]:
     """The as-of time of the newest successful staging batch of `table_name` (extract or export)."""
     query = sa.select(sa.func.max(etl_batches.c.as_of)).where(
@@ -185,15 +244,17 @@ def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_
 
     table_name, rows = plan.table_name, plan.rows
     source = SOURCE_TABLES_BY_NAME[table_name]
+    refuse_without_parents(conn, table_name, rows.clean)
     numbers = np.asarray(rows.row_numbers, dtype=np.int64)
     outcomes = evaluate_suite(SUITES[table_name], rows.clean, rows.raw, rows.issues, _rule_context(conn, plan.as_of))
     errors = error_rows(outcomes, rows.clean, rows.raw, numbers, table_name, batch_id, source_file, loaded_at)
     failing = errors[errors["severity"] == ERROR]
     if len(failing):
+        rules = {rule.name: rule for rule in SUITES[table_name]}
         raise FileRejected(
             [
                 Problem(rule=r.rule, message=str(r.message).rstrip("."), row=r.row_number, field=r.field,
-                        value=r.value, fix="correct the value in the file and upload it again")
+                        value=shown(r.value), fix=rule_fix(rules.get(r.rule), r.field))
                 for r in failing.itertuples(index=False)
             ]
         )

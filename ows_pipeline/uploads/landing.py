@@ -7,65 +7,30 @@ landing/
   rejected/<kind>/<file>, <file>.errors.json       <- refused, with every problem listed
 ```
 
-Nothing is ever written outside the landing folder: names are checked, symlinks are never
-followed, and files are moved with `os.rename` inside the folder (the bytes are kept).
+Nothing is ever written outside the landing folder: symlinks are never followed, files are
+moved with `os.rename` inside the folder (the bytes are kept), and in the archives every file
+gets a safe spelling of its name (the registry keeps the name as dropped).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import stat
-import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional
+from pathlib import Path, PurePath
 
-from ows_pipeline.uploads.kinds import KIND_NAMES
-from ows_pipeline.uploads.problems import Problem
+from ows_pipeline.uploads.names import is_ignored, safe_name
+from ows_pipeline.uploads.schema import KIND_NAMES
 
 PROCESSED = "processed"
 REJECTED = "rejected"
 ERRORS_SUFFIX = ".errors.json"
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
-# Names that tools use while a file is still being written or is open in an editor.
-_IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", ".swp", ".filepart")
-_IN_PROGRESS_PREFIXES = ("~$", ".~lock", ".#")
 
 
 class LandingFolderError(RuntimeError):
     """The landing folder itself is unusable (missing, a symlink where a folder is expected)."""
-
-
-def is_in_progress(name: str) -> bool:
-    """Temporary names of copies in progress and editor lock files: left alone, never registered."""
-    lower = name.lower()
-    return lower.endswith(_IN_PROGRESS_SUFFIXES) or name.startswith(_IN_PROGRESS_PREFIXES)
-
-
-def suggested_name(name: str) -> str:
-    """A safe spelling of `name`: ASCII letters, digits, dot, dash and underscore."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_name.replace("..", "_")).strip("._-")
-    return cleaned[:200] or "upload"
-
-
-def name_problem(name: str) -> Optional[Problem]:
-    """Why a file name is refused, or None. Only plain ASCII names are accepted."""
-    if "/" in name or "\\" in name or ".." in name:
-        message = f"the file name '{name}' contains '..' or a path separator"
-    elif not _SAFE_NAME.fullmatch(name):
-        message = f"the file name '{name}' contains spaces, non-ASCII or special characters"
-    else:
-        return None
-    return Problem(
-        "file_name",
-        message,
-        f"rename it to '{suggested_name(name)}' (letters, digits, '.', '-', '_' only) and upload again",
-        value=name,
-    )
 
 
 @dataclass(frozen=True)
@@ -79,6 +44,7 @@ class Candidate:
     mtime_ns: int
     is_symlink: bool
     is_regular: bool
+    is_dir: bool = False
 
     @property
     def relative(self) -> str:
@@ -119,14 +85,14 @@ class LandingFolder:
                 continue
             with entries:
                 for entry in entries:
-                    if is_in_progress(entry.name):
+                    if is_ignored(entry.name):
                         continue
                     try:
                         info = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # moved away meanwhile
-                    if stat.S_ISDIR(info.st_mode):
-                        continue
+                    if stat.S_ISDIR(info.st_mode) and not looks_like_data_file(entry.name):
+                        continue  # a folder of the user's own: listed by `folders`
                     found.append(
                         Candidate(
                             kind=kind,
@@ -136,6 +102,7 @@ class LandingFolder:
                             mtime_ns=info.st_mtime_ns,
                             is_symlink=stat.S_ISLNK(info.st_mode),
                             is_regular=stat.S_ISREG(info.st_mode),
+                            is_dir=stat.S_ISDIR(info.st_mode),
                         )
                     )
         found.sort(key=lambda c: (c.mtime_ns, c.relative))
@@ -144,7 +111,19 @@ class LandingFolder:
     def stray_files(self) -> list[str]:
         """Files dropped at the top of the landing folder instead of a kind sub-folder (never loaded)."""
         with os.scandir(self.root) as entries:
-            return sorted(e.name for e in entries if not e.is_dir(follow_symlinks=False))
+            return sorted(e.name for e in entries if not e.is_dir(follow_symlinks=False) and not is_ignored(e.name))
+
+    def folders(self) -> list[str]:
+        """Folders inside the kind sub-folders whose names are not like data files (never looked into)."""
+        found = []
+        for kind in KIND_NAMES:
+            try:
+                with os.scandir(self.root / kind) as entries:
+                    found += [f"{kind}/{e.name}" for e in entries
+                              if e.is_dir(follow_symlinks=False) and not looks_like_data_file(e.name)]
+            except FileNotFoundError:
+                continue
+        return sorted(found)
 
     def relative(self, path: Path) -> str:
         return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
@@ -161,7 +140,7 @@ class LandingFolder:
         folder = self.root / archive / kind
         folder.mkdir(parents=True, exist_ok=True)
         self._check_real_dir(folder)
-        safe = name if name_problem(name) is None else suggested_name(name)
+        safe = safe_name(name)
         stem, dot, suffix = safe.partition(".")
         target = folder / safe
         counter = 1
@@ -176,20 +155,32 @@ class LandingFolder:
         self.absolute(self.relative(target))
         os.rename(source, target)
 
-    def move_with_report(self, source: Path, target: Path, report: dict) -> None:
-        """Write `<target>.errors.json`, then move the refused file beside it."""
+    def write_report(self, target: Path, report: dict) -> None:
+        """Write `<target>.errors.json` (complete or not at all)."""
         errors_path = Path(str(target) + ERRORS_SUFFIX)
         tmp = errors_path.with_name(errors_path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, ensure_ascii=False, default=str)
             handle.write("\n")
         os.replace(tmp, errors_path)
+
+    def move_with_report(self, source: Path, target: Path, report: dict) -> None:
+        """Write `<target>.errors.json`, then move the refused file beside it."""
+        self.write_report(target, report)
         self.move(source, target)
+
+
+def looks_like_data_file(name: str) -> bool:
+    """A name ending like a file the landing folder takes (or refuses by its format)."""
+    from ows_pipeline.uploads.formats import FORMATS, REFUSED_EXTENSIONS
+
+    suffix = PurePath(name).suffix.lower()
+    return suffix in FORMATS or suffix in REFUSED_EXTENSIONS
 
 
 def read_upload(path: Path, max_bytes: int) -> bytes:
     """The bytes of a regular file, refusing symlinks (O_NOFOLLOW) and files above `max_bytes`."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     fd = os.open(path, flags)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())

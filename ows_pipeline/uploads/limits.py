@@ -29,6 +29,9 @@ class UploadLimits:
     max_unzipped_bytes: int = 2 * 1024 * 1024 * 1024  # OWS_UPLOAD_MAX_UNZIPPED_BYTES: XLSX declared content
     max_zip_ratio: int = 200  # OWS_UPLOAD_MAX_ZIP_RATIO: XLSX entry size / compressed size
     max_yaml_aliases: int = 100  # OWS_UPLOAD_MAX_YAML_ALIASES
+    # OWS_UPLOAD_MAX_VALUES: values in a JSON or YAML document, counted while it is read, aliases expanded
+    max_values: int = 10_000_000
+    max_parse_seconds: int = 120  # OWS_UPLOAD_MAX_PARSE_SECONDS: reading one file (CSV, XLSX, YAML)
     max_problems: int = 10_000  # OWS_UPLOAD_MAX_PROBLEMS: problems listed per file (all are counted)
     settle_seconds: int = 30  # OWS_UPLOAD_SETTLE_SECONDS: a file unchanged this long is complete
 
@@ -42,6 +45,8 @@ class UploadLimits:
             max_unzipped_bytes=_int_env("OWS_UPLOAD_MAX_UNZIPPED_BYTES", d.max_unzipped_bytes),
             max_zip_ratio=_int_env("OWS_UPLOAD_MAX_ZIP_RATIO", d.max_zip_ratio),
             max_yaml_aliases=_int_env("OWS_UPLOAD_MAX_YAML_ALIASES", d.max_yaml_aliases),
+            max_values=_int_env("OWS_UPLOAD_MAX_VALUES", d.max_values),
+            max_parse_seconds=_int_env("OWS_UPLOAD_MAX_PARSE_SECONDS", d.max_parse_seconds),
             max_problems=_int_env("OWS_UPLOAD_MAX_PROBLEMS", d.max_problems),
             settle_seconds=_int_env("OWS_UPLOAD_SETTLE_SECONDS", d.settle_seconds, minimum=0),
         )

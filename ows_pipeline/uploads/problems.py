@@ -31,18 +31,41 @@ class Problem:
         if self.row is not None:
             where.append(f"row {self.row}")
         if self.field:
-            where.append(f"field '{self.field}'")
+            where.append(f"field '{shown(self.field)}'")
         place = (", ".join(where) + ": ") if where else ""
         fix = f" Fix: {self.fix}" if self.fix else ""
         return f"{place}{self.message}.{fix}"
 
 
 def shown(value) -> Optional[str]:
-    """The value as text for an error report, cut to a readable length."""
+    """The value as text for an error report, cut to a readable length.
+
+    Never renders a whole container (a YAML alias bomb expands to billions of values when
+    printed): lists and mappings are described by their size; long text is cut before escaping.
+    """
     if value is None:
         return None
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= _VALUE_SHOWN else text[:_VALUE_SHOWN] + "..."
+    if isinstance(value, (list, tuple, dict, set)):
+        what = "a mapping" if isinstance(value, dict) else "a list"
+        return f"({what} of {len(value):,} items)"
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value[: _VALUE_SHOWN * 4]).decode("utf-8", "replace")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 600:
+        return f"(a whole number of about {int(value.bit_length() * 0.30103):,} digits)"
+    if not isinstance(value, str):
+        value = str(value)
+    cut = len(value) > _VALUE_SHOWN
+    text = "".join(_visible(c) for c in value[:_VALUE_SHOWN])
+    return text + f"... ({len(value):,} characters)" if cut else text
+
+
+def _visible(char: str) -> str:
+    """Line breaks and control characters written as escapes, so a value never forges a line."""
+    if char in "\n\r\t":
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char]
+    if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 or 0x2028 <= ord(char) <= 0x202E or 0xD800 <= ord(char) <= 0xDFFF:
+        return f"\\u{ord(char):04x}"
+    return char
 
 
 class FileRejected(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
@@ -20,10 +21,10 @@ import sqlalchemy as sa
 
 from ows_pipeline.uploads import registry
 from ows_pipeline.uploads.formats import parse_file
-from ows_pipeline.uploads.kinds import REFERENCE_KINDS, validate
+from ows_pipeline.uploads.schema import REFERENCE_KINDS, validate
 from ows_pipeline.uploads.landing import PROCESSED, REJECTED, LandingFolder, read_upload
 from ows_pipeline.uploads.limits import UploadLimits
-from ows_pipeline.uploads.problems import ERROR, FileRejected, Problem, reject
+from ows_pipeline.uploads.problems import ERROR, FileRejected, Problem, reject, shown
 from ows_pipeline.uploads.reference import KeyCounts, load_reference
 from ows_pipeline.warehouse.schema.uploads import REFERENCE_TABLES
 from ows_pipeline.warehouse.batches import new_batch_id, record_batch, record_failed_batch
@@ -164,7 +165,10 @@ def reject_upload(
         "how_to_fix": "Correct every problem listed, then drop the corrected file into "
         f"{upload.kind}/ again. This file is kept unchanged beside this report.",
     }
-    landing.move_with_report(source, target, report)
+    try:
+        landing.move_with_report(source, target, report)
+    except OSError as exc:
+        location = _keep_in_place(engine, landing, upload, source, target, report, exc)
     return UploadOutcome(
         upload_id=upload.upload_id,
         kind=upload.kind,
@@ -176,6 +180,48 @@ def reject_upload(
         problems=list(problems),
         warnings=list(warnings),
         details=details or {},
+    )
+
+
+def _keep_in_place(engine, landing: LandingFolder, upload, source, target, report: dict, exc: OSError) -> str:
+    """The refused object cannot be moved (permissions, a busy folder): say so everywhere it is shown."""
+    note = (
+        f"it could not be moved to {landing.relative(target)} ({exc.strerror or type(exc).__name__}), so it is "
+        f"still in {upload.kind}/: delete or move it yourself; it will not be read again"
+    )
+    report["summary"] = f"{report['summary']} Note: {note}."
+    report["how_to_fix"] = f"{report['how_to_fix']} Note: {note}."
+    try:
+        landing.write_report(target, report)
+    except OSError:
+        pass  # the registry and the run still say it
+    with engine.begin() as conn:
+        registry.update(conn, upload.upload_id, current_path=upload.current_path,
+                        error_summary=report["summary"][:4000])
+    return upload.current_path
+
+
+def report_refusal(engine: sa.Engine, upload: sa.Row, run_id: Optional[str]) -> UploadOutcome:
+    """The outcome of an upload the sensor refused (or a copy of a refused one), for the run that reports it."""
+    asset_key = asset_key_of(upload.kind)
+    with engine.begin() as conn:
+        if upload.status == registry.DUPLICATE:
+            problems = [Problem("duplicate_of_rejected", upload.error_summary or "the same bytes were refused before",
+                                "correct the problems of the first upload and upload the corrected file")]
+        else:
+            rows = conn.execute(
+                sa.select(data_errors).where(data_errors.c.batch_id == upload.batch_id).order_by(data_errors.c.error_id)
+            ).all() if upload.batch_id else []
+            problems = [
+                Problem(r.rule, (r.message or '').rstrip('.'), row=r.row_number, field=r.field, value=r.value, severity=r.severity)
+                for r in rows
+            ] or [Problem("rejected", upload.error_summary or "refused")]
+        registry.update(conn, upload.upload_id, run_id=run_id)
+    return UploadOutcome(
+        upload_id=upload.upload_id, kind=upload.kind, file_name=upload.file_name, status=registry.REJECTED,
+        location=upload.current_path, asset_key=asset_key, batch_id=upload.batch_id,
+        problems=[p for p in problems if p.severity == ERROR], warnings=[p for p in problems if p.severity != ERROR],
+        details={"refused_by": "ows_upload_sensor"},
     )
 
 
@@ -194,6 +240,11 @@ def process_upload(
     if upload is None:
         raise LookupError(f"upload {upload_id} is not in upload_registry")
     asset_key = asset_key_of(upload.kind)
+    if upload.run_id is None and (
+        upload.status == registry.REJECTED
+        or (upload.status == registry.DUPLICATE and upload.current_path.startswith(REJECTED + "/"))
+    ):
+        return report_refusal(engine, upload, run_id)
     if upload.status != registry.RECEIVED:
         return UploadOutcome(
             upload_id, upload.kind, upload.file_name, SKIPPED, upload.current_path, asset_key, upload.batch_id
@@ -218,6 +269,7 @@ def process_upload(
         problem = Problem("not_a_file", f"the upload cannot be opened as a plain file: {exc.strerror or exc}",
                           "upload the file itself, not a link or a special file")
         return reject_upload(engine, landing, upload, [problem], batch_id=batch_id, run_id=run_id)
+    read_at = _signature(path)
     sha = hashlib.sha256(data).hexdigest()
     if upload.sha256 and sha != upload.sha256:
         problem = Problem(
@@ -231,8 +283,12 @@ def process_upload(
         plan = prepare(upload.kind, upload.file_name, data, limits)
     except FileRejected as exc:
         return reject_upload(engine, landing, upload, exc.problems, batch_id=batch_id, run_id=run_id)
-    except (MemoryError, RecursionError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        problem = Problem("unreadable", f"the file cannot be read: {type(exc).__name__}: {str(exc)[:200]}",
+    except MemoryError:
+        problem = Problem("too_large_to_read", "reading the file needs more memory than this worker has",
+                          "split the file into smaller ones (or send it as CSV), and upload them one by one")
+        return reject_upload(engine, landing, upload, [problem], batch_id=batch_id, run_id=run_id)
+    except (RecursionError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        problem = Problem("unreadable", f"the file cannot be read ({shown(type(exc).__name__ + ': ' + str(exc)[:200])})",
                           "export the data again from its source, as CSV UTF-8 or .xlsx")
         return reject_upload(engine, landing, upload, [problem], batch_id=batch_id, run_id=run_id)
     del data
@@ -278,6 +334,13 @@ def process_upload(
                 error_summary=None,
                 processed_at=registry.utc_now(),
             )
+            if _signature(path) != read_at:  # still being written: roll everything back
+                raise reject(
+                    "changed_while_loading",
+                    "the file changed while it was being loaded (something is still writing to it)",
+                    "let the copy finish (or write the file elsewhere and move it in when complete), "
+                    "then upload it again",
+                )
     except FileRejected as exc:  # refused by a rule that needs the warehouse (rolled back)
         return reject_upload(
             engine, landing, upload, exc.problems, warnings=plan.rows.warnings, batch_id=batch_id, run_id=run_id
@@ -296,6 +359,14 @@ def process_upload(
         warnings=plan.rows.warnings,
         details=details,
     )
+
+
+def _signature(path) -> Optional[tuple]:
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 @contextmanager

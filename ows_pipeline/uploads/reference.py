@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 
-from ows_pipeline.uploads.kinds import Kind, ValidatedRows
+from ows_pipeline.uploads.schema import Kind, ValidatedRows
 from ows_pipeline.warehouse.bulk import insert_rows
 
 

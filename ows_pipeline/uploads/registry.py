@@ -39,6 +39,11 @@ def run_key_for(sha256: str) -> str:
     return f"upload-{sha256}"
 
 
+def refusal_run_key(upload_id: int) -> str:
+    """The run key of the run reporting a refusal made by the sensor itself (one per refused upload)."""
+    return f"upload-refused-{upload_id}"
+
+
 def register(conn: sa.Connection, **values) -> int:
     """Insert one registry row and return its `upload_id`."""
     values.setdefault("received_at", utc_now())
@@ -66,6 +71,17 @@ def originals_by_sha(conn: sa.Connection, hashes: Iterable[str]) -> dict[str, sa
         for row in conn.execute(query):
             found.setdefault(row.sha256, row)
     return found
+
+
+def unmoved_refusal(conn: sa.Connection, current_path: str) -> Optional[sa.Row]:
+    """A refusal of the file at `current_path` that could not be moved out of its drop folder."""
+    query = (
+        sa.select(upload_registry)
+        .where(upload_registry.c.current_path == current_path, upload_registry.c.status == REJECTED)
+        .order_by(upload_registry.c.upload_id.desc())
+        .limit(1)
+    )
+    return conn.execute(query).first()
 
 
 def update(conn: sa.Connection, upload_id: int, **values) -> None:

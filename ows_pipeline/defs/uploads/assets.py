@@ -50,14 +50,18 @@ def _process(context: dg.AssetExecutionContext, config: UploadConfig, warehouse:
         "warnings": len(outcome.warnings),
     }
     metadata.update({k: v for k, v in outcome.details.items() if isinstance(v, (str, int, float))})
+    metadata = {k: v for k, v in metadata.items() if v is not None}
     if outcome.status == registry.REJECTED:
         listed = "\n".join(f"- {p.describe()}" for p in outcome.problems[:20])
         more = f"\n- ... {len(outcome.problems) - 20} more" if len(outcome.problems) > 20 else ""
+        if outcome.location.startswith("rejected/"):
+            where = f"It now lies in {outcome.location}, with every problem in {outcome.location}.errors.json"
+        else:
+            where = (f"It could not be moved and is still at {outcome.location}; every problem is listed in "
+                     f"rejected/{outcome.kind}/")
+        by = " by ows_upload_sensor before loading" if outcome.details.get("refused_by") else ""
         raise dg.Failure(
-            description=(
-                f"Upload '{outcome.file_name}' was rejected and nothing was loaded. It now lies in "
-                f"{outcome.location}, with every problem in {outcome.location}.errors.json:\n{listed}{more}"
-            ),
+            description=f"Upload '{outcome.file_name}' was rejected{by} and nothing was loaded. {where}:\n{listed}{more}",
             metadata={**metadata, "problems": len(outcome.problems)},
             allow_retries=False,
         )
@@ -142,9 +146,11 @@ upload_jobs = [
     jobs=upload_jobs,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches the landing folder (OWS_LANDING_DIR): registers each new, stable file in "
-    "upload_registry and requests one run per file, keyed on its content hash. Unsafe files are "
-    "rejected on the spot; the same bytes twice are recorded as a duplicate and not loaded again.",
+    description="Watches the landing folder (OWS_LANDING_DIR): registers each new file once it is settled "
+    "(unchanged across two ticks) in upload_registry and requests one run per file, keyed on its content "
+    "hash. Files it refuses itself (links, folders, oversize files, refused formats) are moved to rejected/ "
+    "and get a run that fails with the reason, so that the failure notice is sent; the same bytes twice are "
+    "recorded as a duplicate and not loaded again.",
 )
 def ows_upload_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     from ows_pipeline.uploads.sensing import sensor_tick
