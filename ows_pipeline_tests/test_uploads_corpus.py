@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from ows_pipeline.resources import make_engine
 from ows_pipeline.uploads.landing import LandingFolder
+from ows_pipeline.uploads.names import shown_name
 from ows_pipeline.uploads.problems import FileRejected
 from ows_pipeline.uploads.processing import error_summary, prepare, process_upload
 from ows_pipeline.uploads.sensing import preflight, sensor_tick
@@ -31,7 +32,7 @@ def _upload(tmp_path: Path, bad: BadFile):
     landing.ensure()
     path = landing.root / bad.kind / bad.name
     bad.write(path)
-    original = None if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
+    original = None if path.is_symlink() or path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     first = sensor_tick(engine, landing, None, CORPUS_LIMITS, now=LATER)  # first sight: waits to settle
     tick = sensor_tick(engine, landing, first.cursor, CORPUS_LIMITS, now=LATER + 1)
     assert not tick.failures, tick.log
@@ -57,7 +58,7 @@ def test_bad_file_is_rejected_with_its_own_message_and_nothing_loaded(tmp_path, 
     assert loaded == 0 and staged == 0
     rules = {e.rule for e in errors}
     assert bad.rule in rules, (rules, entry.error_summary)
-    assert all(e.source_file == bad.name for e in errors)
+    assert all(e.source_file == shown_name(bad.name) for e in errors)
     assert all(e.message for e in errors)
     # the file now lies in rejected/<kind>/ with its bytes unchanged, beside its report
     assert entry.current_path.startswith(f"rejected/{bad.kind}/")
@@ -66,7 +67,7 @@ def test_bad_file_is_rejected_with_its_own_message_and_nothing_loaded(tmp_path, 
     if original is not None:
         assert hashlib.sha256(kept.read_bytes()).hexdigest() == original
     report = json.loads(Path(str(kept) + ".errors.json").read_text(encoding="utf-8"))
-    assert report["file"] == bad.name and report["status"] == "REJECTED"
+    assert report["file"] == shown_name(bad.name) and report["status"] == "REJECTED"
     assert any(p["rule"] == bad.rule and p["message"] and p["fix"] for p in report["problems"])
     assert not list((landing.root / bad.kind).iterdir()), "nothing is left in the drop folder"
     # nothing was written outside the landing folder (besides the warehouse and the symlink's target)

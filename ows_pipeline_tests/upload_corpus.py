@@ -28,6 +28,8 @@ CORPUS_LIMITS = UploadLimits(
     max_unzipped_bytes=8 * 1024 * 1024,
     max_zip_ratio=100,
     max_yaml_aliases=50,
+    max_values=100_000,
+    max_parse_seconds=30,
     max_problems=1000,
     settle_seconds=0,
 )
@@ -133,11 +135,86 @@ def _xlsx_date_in_text(path: Path) -> None:
 
 
 def _yaml_alias_bomb(path: Path) -> None:
+    # more aliases than the limit (50 in the corpus), each repeating a single value
+    path.write_text("- feed_code: &a FEED_A\n" + "".join(f"- feed_code: *a\n" for _ in range(60)), encoding="utf-8")
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """An expansion bomb: each level is `width` aliases of the one below (width**levels values)."""
+    lines = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]")
+    return "\n".join(lines) + f"\nall: [*a{levels - 1}]\n"
+
+
+def _records_bomb(path: Path) -> None:
+    # 45 aliases in records that look like data; 200 x 20 x 25 values once expanded
+    text = "- feed_code: X\n  notes: &z [" + ", ".join(["boom"] * 200) + "]\n"
+    text += "- feed_code: Y\n  notes: &y [" + ", ".join(["*z"] * 20) + "]\n"
+    text += "".join(f"- feed_code: Z{i}\n  notes: [{', '.join(['*y'] * 5)}]\n" for i in range(5))
+    path.write_text(text, encoding="utf-8")
+
+
+def issue_bomb() -> bytes:
+    """The 619-byte YAML file with 73 aliases (under the default limit of 100) that expands to 9**9 values."""
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for i in range(1, 10):
-        previous = chr(ord("a") + i - 1)
-        lines.append(f"{chr(ord('a') + i)}: &{chr(ord('a') + i)} [{','.join(['*' + previous] * 9)}]")
+    for i in range(1, 9):
+        previous, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
+    lines.append("j: [*i]")
+    data = ("\n".join(lines) + "\n").encode()
+    padding = 619 - len(data) - 3
+    data = b"# " + b"x" * padding + b"\n" + data
+    assert len(data) == 619 and data.count(b"*") == 73
+    return data
+
+
+def _merge_bomb(path: Path) -> None:
+    lines = ["# merge keys (<<) repeating mappings", "base0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8}"]
+    for i in range(1, 6):
+        lines.append(f"base{i}: &m{i} [{', '.join([f'*m{i - 1}'] * 8)}]")
+    lines.append("top: {<<: *m0, x: [*m5, *m5, *m5, *m5, *m5, *m5]}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _wide_anchor(path: Path) -> None:
+    values = ", ".join(f"v{i}" for i in range(4000))
+    path.write_text(f"- feed_code: A\n  x: &w [{values}]\n" + "".join(f"- y: *w\n" for i in range(40)))
+
+
+def _hidden_data_sheet(path: Path) -> None:
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "Cover"
+    data = workbook.create_sheet("Feeds")
+    for row in GOOD_ROWS:
+        data.append(row)
+    data.sheet_state = "hidden"
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    path.write_bytes(buffer.getvalue())
+
+
+def _data_on_second_sheet(path: Path) -> None:
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "Notes"
+    data = workbook.create_sheet("SLA list")
+    for row in GOOD_ROWS:
+        data.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    path.write_bytes(buffer.getvalue())
+
+
+def _folder(path: Path) -> None:
+    path.mkdir()
+    (path / "inside.csv").write_text(GOOD_CSV)
+
+
+FEED_HEADER = "feed_id,project_id,feed_code,feed_name,source_system,side,expected_schedule,active_flag,created_at,updated_at\n"
 
 
 def _symlink(path: Path) -> None:
@@ -203,18 +280,59 @@ BAD_FILES: list[BadFile] = [
     BadFile("YAML alias bomb", "feed_sla", "bomb.yaml", _yaml_alias_bomb, "yaml_aliases"),
     BadFile("YAML mapping, not a list", "feed_sla", "mapping.yaml", _text("feed_code: FEED_A\nsla_minutes: 30\n"), "not_a_list"),
     BadFile("YAML syntax error", "feed_sla", "broken.yml", _text("- feed_code: [FEED_A\n  sla_minutes: 30\n"), "yaml_syntax"),
-    BadFile("YAML boolean in a text column", "feed_sla", "norway.yaml", _text(
-        "- feed_code: FEED_A\n  expected_arrival_time: '07:30'\n  sla_minutes: 30\n  owner_team: NO\n"), "wrong_type"),
+    BadFile("YAML expansion bomb under the alias limit", "feed_sla", "laughs.yaml", _text(alias_bomb(6, 9)), "too_many_values"),
+    BadFile("YAML expansion bomb inside records", "feed_sla", "records_bomb.yaml", _records_bomb, "too_many_values"),
+    BadFile("YAML merge-key bomb", "feed_sla", "merge_bomb.yaml", _merge_bomb, "too_many_values"),
+    BadFile("YAML wide anchor repeated", "feed_sla", "wide_anchor.yaml", _wide_anchor, "too_many_values"),
+    BadFile("YAML nested 5000 deep", "feed_sla", "deep.yaml", _text("[" * 5000 + "]" * 5000 + "\n"), "too_deeply_nested"),
+    BadFile("YAML python tag", "feed_sla", "tag.yaml", _text("- !!python/object/apply:os.system ['echo owned']\n"), "yaml_tag"),
+    BadFile("YAML binary tag", "feed_sla", "binary.yaml", _text("- feed_code: !!binary aGVsbG8=\n"), "yaml_tag"),
+    BadFile("JSON nested 20000 deep", "feed_sla", "deep.json", _text("[" * 20_000 + "]" * 20_000), "too_deeply_nested"),
+    BadFile("JSON with too many values", "feed_sla", "many.json", _text("[" + ",".join(["0"] * 110_000) + "]"), "too_many_values"),
+    BadFile("JSON 5000-digit number", "feed_sla", "digits.json", _text(json.dumps([{
+        "feed_code": "A", "expected_arrival_time": "07:30", "owner_team": "Ops"}])[:-2] + ', "sla_minutes": ' + "9" * 5000 + "}]"), "out_of_range"),
+    BadFile("JSON number beyond float", "feed_sla", "float.json", _text('[{"feed_code": "A", "expected_arrival_time": "07:30", '
+                                                                          '"owner_team": "Ops", "sla_minutes": 1e999}]'), "wrong_type"),
+    BadFile("CSV value beyond the field limit", "feed_sla", "long_quote.csv", _text(HEADER + 'A,07:30,30,"Ops\n' + "x" * 140_000 + "\n"), "csv_value_too_long"),
+    BadFile("workbook saved as .csv", "feed_sla", "actually_excel.csv", _bytes(workbook_bytes(GOOD_ROWS)), "workbook_named_as_text"),
+    BadFile("CSV saved as .xlsx", "feed_sla", "actually_text.xlsx", _text(GOOD_CSV), "text_named_as_workbook"),
+    BadFile("data on a hidden sheet", "feed_sla", "hidden.xlsx", _hidden_data_sheet, "hidden_sheet"),
+    BadFile("data on the second sheet", "feed_sla", "second_sheet.xlsx", _data_on_second_sheet, "empty_file"),
+    BadFile("feed code with a space", "feed_sla", "space_code.csv", _text(HEADER + "FEED A,07:30,30,Ops,\n"), "code_format"),
+    BadFile("feed code in Greek letters", "feed_sla", "greek_code.csv", _text(HEADER + "\u0391\u0392\u0393_01,07:30,30,Ops,\n"), "code_format"),
+    BadFile("feed code in full-width letters", "feed_sla", "fullwidth.csv", _text(HEADER + "\uff26\uff25\uff25\uff24,07:30,30,Ops,\n"), "code_format"),
+    BadFile("project code too long for OWS", "project_metadata", "long_code.csv", _text("project_code\n" + "P" * 31 + "\n"), "too_long"),
+    BadFile("time with seconds", "feed_sla", "seconds.csv", _text(HEADER + "FEED_A,08:30:45,30,Ops,\n"), "time_with_seconds"),
+    BadFile("folder named like a data file", "feed_sla", "folder.csv", _folder, "folder"),
+    BadFile("name with a line break", "feed_sla", "ok.csv\nERROR forged line.csv", _text(GOOD_CSV), "file_name"),
+    BadFile("name with a terminal escape", "feed_sla", "x\x1b[31mred.csv", _text(GOOD_CSV), "file_name"),
+    BadFile("name with a direction override", "feed_sla", "invoice\u202eslx.csv", _text(GOOD_CSV), "file_name"),
+    BadFile("feed export before any project", "ows_export", "ows_feed_2026-11-01.csv", _text(
+        FEED_HEADER + "10,1,SAP_GL_01,GL extract,SAP_GL,SOURCE,DAILY 06:00,Y,2025-01-01 00:00:00,2026-10-01 00:00:00\n"),
+        "parents_not_loaded"),
     BadFile("file above the size limit", "feed_sla", "huge.csv", _too_big, "file_too_large"),
     BadFile("too many rows", "feed_sla", "many_rows.csv", _too_many_rows, "too_many_rows"),
     BadFile("too many columns", "feed_sla", "wide.csv", _too_many_columns, "too_many_columns"),
-    BadFile("name with ..", "feed_sla", "..sla.csv", _text(GOOD_CSV), "file_name"),
-    BadFile("name with spaces", "feed_sla", "feed sla.csv", _text(GOOD_CSV), "file_name"),
-    BadFile("unicode name", "project_metadata", "proj\u00e9ts_\u2603.csv", _text("project_code\nP1\n"), "file_name"),
     BadFile("symlink", "feed_sla", "link.csv", _symlink, "symlink"),
+]
+
+# Names Windows, macOS and Excel produce: each loads, and is archived under a safe name keeping its extension.
+PEOPLES_NAMES: list[tuple[str, str]] = [
+    ("feed_sla", "Feed SLA (copy).csv"),
+    ("feed_sla", "feed sla.csv"),
+    ("feed_sla", "..sla.csv"),
+    ("feed_sla", "\u00dcbersicht M\u00e4rz 2026.csv"),
+    ("feed_sla", "SLA list - Copy (2).xlsx"),
+    ("project_metadata", "proj\u00e9ts_\u2603.csv"),
+    ("ows_export", "ows_project_2026-11-01 (1).csv"),
 ]
 
 ACCEPTED_WITH_WARNINGS: list[BadFile] = [
     BadFile("unknown extra column", "feed_sla", "extra.csv", _text(HEADER.strip() + ",comment\n" + GOOD_ROW.strip() + ",hi\n"), "unknown_column"),
     BadFile("formula-like strings", "feed_sla", "formula.csv", _text(HEADER + 'FEED_A,07:30,30,"=HYPERLINK(""http://x"")",@SUM(A1)\n'), "formula_like"),
+    BadFile("lower-case feed code", "feed_sla", "lower.csv", _text(HEADER + "feed_a,07:30,30,Ops,\n"), "normalised"),
+    BadFile("code with a trailing line break", "feed_sla", "newline_code.csv", _text(HEADER + '"FEED_A\n",07:30,30,Ops,\n'), "normalised"),
+    BadFile("time written 7:30", "feed_sla", "short_time.csv", _text(HEADER + "FEED_A,7:30,30,Ops,\n"), "normalised"),
+    BadFile("time with zero seconds", "feed_sla", "zero_seconds.yaml", _text(
+        "- feed_code: FEED_A\n  expected_arrival_time: 07:30:00\n  sla_minutes: 30\n  owner_team: Ops\n"), "normalised"),
 ]

@@ -310,6 +310,8 @@ def parse_yaml(data: bytes, limits: UploadLimits) -> ParsedTable:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = shown(str(exc.problem or exc.context or "not YAML"))
+        if "nesting depth" in problem:
+            raise _too_deep("YAML", row=line) from None
         raise reject(
             "yaml_syntax",
             f"the YAML text is invalid{f' at line {line}' if line else ''}: {problem}",
