@@ -23,6 +23,7 @@ from ows_pipeline.uploads.parsed import ParsedTable, decode_text, too_many_rows
 
 MAX_DEPTH = 16  # a list of records of values needs 3
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_OPENS = bytes.maketrans(b"{", b"[")
 _SHAPE = {
     "JSON": "a JSON array of objects: [{...}, {...}]",
     "YAML": "a YAML list of mappings (- key: value)",
@@ -142,17 +143,31 @@ def _no_constant(name):
     raise ValueError(f"{name} is not a number")
 
 
-def json_values_bound(data: bytes) -> int:
-    """An upper bound of the values (and keys) in a JSON text, counted without building it."""
+def refuse_json_shape(data: bytes, limits: UploadLimits) -> None:
+    """Refuse, before building anything, JSON whose shape alone exceeds the limits: nesting, objects
+    (one per record), lists (records hold none) and values, counted on the text with its strings
+    blanked out (so that commas and brackets inside strings do not count)."""
     skeleton = _JSON_STRING.sub(b'""', data)
-    return 1 + sum(skeleton.count(c) for c in (b",", b":", b"[", b"{"))
+    opens = skeleton.translate(_OPENS, b" \t\r\n").replace(b'"":', b"")
+    if b"[" * (MAX_DEPTH + 1) in opens:  # that many lists or objects opened one inside the other
+        raise _too_deep("JSON")
+    objects, lists = skeleton.count(b"{"), skeleton.count(b"[")
+    if objects > limits.max_rows:
+        raise too_many_rows(limits, limits.max_rows + 1)
+    if lists > limits.max_problems + 1:
+        raise reject(
+            "nested_value",
+            f"the JSON document holds {lists - 1:,} lists inside its records; records hold plain values only",
+            "put one plain value (text, number, date, true/false or null) in each field",
+        )
+    if 1 + objects + lists + skeleton.count(b",") > limits.max_values:
+        raise _too_many_values("JSON", limits)
 
 
 def parse_json(data: bytes, limits: UploadLimits) -> ParsedTable:
     """A JSON array of flat objects; numbers kept as written; duplicate field names, NaN and Infinity refused."""
     text = decode_text(data, "JSON file")
-    if json_values_bound(data) > limits.max_values:
-        raise _too_many_values("JSON", limits)
+    refuse_json_shape(data, limits)
     try:
         records = json.loads(
             text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant, parse_int=str, parse_float=str
@@ -253,6 +268,7 @@ def _yaml_loader_class():
                 return super().compose_node(parent, index)
             tag = getattr(event, "tag", None)
             if tag not in (None, "!", "tag:yaml.org,2002:str"):
+                tag = tag.replace("tag:yaml.org,2002:", "!!")  # as it is written in the file
                 raise reject(
                     "yaml_tag",
                     f"line {self._line(event)} carries the YAML tag '{shown(tag)}': uploads are plain data, and "

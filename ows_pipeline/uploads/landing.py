@@ -188,7 +188,9 @@ def read_upload(path: Path, max_bytes: int) -> bytes:
             raise OSError(f"{path.name} is not a regular file")
         if info.st_size > max_bytes:
             raise OverflowError(info.st_size)
-        data = handle.read(max_bytes + 1)
+        # read what the file holds (plus one byte, to see growth): a read of `max_bytes + 1`
+        # would allocate that whole buffer for every upload
+        data = handle.read(min(info.st_size, max_bytes) + 1)
     if len(data) > max_bytes:
         raise OverflowError(len(data))
     return data
