@@ -57,7 +57,7 @@ def _live_then_rebuilt(tmp_path, warehouse_url: str) -> None:
     warehouse = make_engine(warehouse_url, role="warehouse")
 
     with dg.DagsterInstance.ephemeral() as instance:
-        live_run = job.execute_in_process(partition_key=WEEK, instance=instance, tags={"ows/week": WEEK})
+        live_run = job.execute_in_process(partition_key=WEEK, instance=instance)
         assert live_run.success
         done = {e.asset_key.to_user_string() for e in live_run.get_asset_materialization_events()}
         assert {"raw_ows_workflow_run", "stg_ows_workflow_run", "dim_workflow", "fct_workflow_run_weekly",

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from ows_pipeline.defs.runs.sensors import ows_run_failure_sensor, ows_run_tags_sensor
+from ows_pipeline.defs.runs.sensors import ows_run_failure_sensor
 from ows_pipeline.defs.policies import (
     DIMENSION_MERGE_POOL,
     EXTRACTION_RETRY_POLICY,
@@ -24,7 +24,7 @@ from ows_pipeline.defs.policies import (
     weekly_report_freshness_policy,
 )
 from ows_pipeline.redaction import redact
-from ows_pipeline.defs.run_tags import missing_run_tags, run_tags, trigger_of, week_of
+from ows_pipeline.defs.runs.tags import trigger_of, week_of
 from ows_pipeline.resources import SmtpResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,12 +40,6 @@ def _closed_port() -> int:
 # ---------------------------------------------------------------- run tags
 
 
-def test_run_tags_for_schedule_and_unknown_trigger():
-    assert run_tags("schedule", week="2026-11-15") == {"ows/trigger": "schedule", "ows/week": "2026-11-15"}
-    with pytest.raises(ValueError, match="Unknown run trigger 'cron'"):
-        run_tags("cron")
-
-
 @pytest.mark.parametrize(
     "tags, trigger",
     [
@@ -53,22 +47,21 @@ def test_run_tags_for_schedule_and_unknown_trigger():
         ({"dagster/sensor_name": "ows_upload_sensor"}, "sensor"),
         ({"dagster/backfill": "abc"}, "backfill"),
         ({}, "manual"),
-        ({"ows/trigger": "sensor", "dagster/schedule_name": "x"}, "sensor"),
     ],
 )
 def test_trigger_of(tags, trigger):
     assert trigger_of(tags) == trigger
 
 
-def test_week_and_missing_tags_from_partition_tags():
+def test_week_from_dagsters_partition_tags():
     assert week_of({"dagster/partition": "2026-11-15"}) == "2026-11-15"
     ranged = {"dagster/asset_partition_range_start": "2026-11-01", "dagster/asset_partition_range_end": "2026-11-15"}
     assert week_of(ranged) == "2026-11-01..2026-11-15"
-    assert missing_run_tags({"dagster/partition": "2026-11-15"}) == {"ows/trigger": "manual", "ows/week": "2026-11-15"}
-    assert missing_run_tags({"ows/trigger": "schedule", "ows/week": "2026-11-15"}) == {}
+    assert week_of({}) is None
 
 
-def test_tags_sensor_stamps_a_manual_partitioned_run():
+def test_a_manual_partitioned_run_carries_dagsters_own_week_and_trigger_tags():
+    """No sensor re-stamps runs: the week and the trigger are read from the tags Dagster sets."""
     weekly = dg.WeeklyPartitionsDefinition(start_date="2026-01-04")
 
     @dg.asset(partitions_def=weekly)
@@ -77,17 +70,10 @@ def test_tags_sensor_stamps_a_manual_partitioned_run():
 
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([weekly_thing], instance=instance, partition_key="2026-11-15")
-        run = instance.get_run_by_id(result.run_id)
-        context = dg.build_run_status_sensor_context(
-            sensor_name="ows_run_tags_sensor",
-            dagster_event=result.get_run_success_event(),
-            dagster_instance=instance,
-            dagster_run=run,
-        )
-        ows_run_tags_sensor(context)
         tags = instance.get_run_by_id(result.run_id).tags
-    assert tags["ows/week"] == "2026-11-15"
-    assert tags["ows/trigger"] == "manual"
+    assert week_of(tags) == "2026-11-15"
+    assert trigger_of(tags) == "manual"
+    assert not [t for t in tags if t.startswith("ows/")]
 
 
 # ---------------------------------------------------------------- redaction
@@ -305,7 +291,6 @@ def test_root_dagster_yaml_queues_runs_per_week_and_serialises_merges():
     config = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     limits = {(limit["key"], str(limit.get("value"))): limit["limit"] for limit in config["concurrency"]["runs"]["tag_concurrency_limits"]}
-    assert limits[("ows/week", "{'applyLimitPerUniqueValue': True}")] == 1
     assert limits[("dagster/partition", "{'applyLimitPerUniqueValue': True}")] == 1
     assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
@@ -330,7 +315,7 @@ def test_root_dagster_yaml_loads_on_postgresql(pg_url, tmp_path, monkeypatch):
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         assert isinstance(instance.run_storage, PostgresRunStorage)
         settings = instance.get_concurrency_config()
-        week_limits = [l for l in settings.run_queue_config.tag_concurrency_limits if l["key"] == "ows/week"]
+        week_limits = [l for l in settings.run_queue_config.tag_concurrency_limits if l["key"] == "dagster/partition"]
         assert week_limits and week_limits[0]["limit"] == 1
         assert settings.pool_config.default_pool_limit == 1
         result = failing_extract_job.execute_in_process(instance=instance, raise_on_error=False)

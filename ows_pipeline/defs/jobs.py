@@ -4,13 +4,11 @@
 with its email. Dagster 1.13 lets one asset job hold weekly-partitioned and unpartitioned assets:
 a run for week `2026-11-15` refreshes the unpartitioned stages (raw, staging, dimensions) as they
 are, then builds that week's partition of the snapshot and report. Every run of the job carries the
-tag `dagster/partition` (and `ows/week` when scheduled), so the instance's run queue runs at
-most one run per week at a time.
+tag `dagster/partition`, so the instance's run queue runs at most one run per week at a time.
 
 `ows_weekly_schedule` fires at 02:00 on Sunday in the partitions' time zone (OWS_TIMEZONE) for the
-week that ended at midnight, tagged `ows/week=<week>` and `ows/trigger=schedule`. Its cron runs in
+week that ended at midnight (Dagster tags the run `dagster/schedule_name`). Its cron runs in
 that time zone, so it stays at 02:00 local time across daylight-saving changes. It is on by default.
-(`build_schedule_from_partitioned_job` would add only fixed tags, not the week.)
 """
 
 import datetime as dt
@@ -18,7 +16,6 @@ import warnings
 
 import dagster as dg
 
-from ows_pipeline.defs.run_tags import run_tags
 from ows_pipeline.partitions import FIRST_WEEK, weekly_partitions
 from ows_pipeline.weeks import week_ended_by
 
@@ -64,7 +61,7 @@ def ows_weekly_schedule(context: dg.ScheduleEvaluationContext):
     if week is None:
         first = weekly_partitions.start.strftime("%Y-%m-%d")
         return dg.SkipReason(f"No week has ended yet at {at:%Y-%m-%d %H:%M %Z} (the first week starts {first}).")
-    return dg.RunRequest(run_key=week, partition_key=week, tags=run_tags("schedule", week=week))
+    return dg.RunRequest(run_key=week, partition_key=week)
 
 
 defs = dg.Definitions(jobs=[ows_weekly_job], schedules=[ows_weekly_schedule])

@@ -23,7 +23,8 @@ class FailureNotice:
     job_name: str
     run_error: str
     steps: tuple[StepFailure, ...] = ()
-    tags: dict = field(default_factory=dict)
+    week: Optional[str] = None
+    trigger: Optional[str] = None
     run_url: Optional[str] = None
 
     @property
@@ -38,11 +39,10 @@ class FailureNotice:
         ]
         if self.run_url:
             lines.append(f"Open it: {self.run_url}")
-        week, trigger = self.tags.get("ows/week"), self.tags.get("ows/trigger")
-        if week:
-            lines.append(f"Week: {week}")
-        if trigger:
-            lines.append(f"Trigger: {trigger}")
+        if self.week:
+            lines.append(f"Week: {self.week}")
+        if self.trigger:
+            lines.append(f"Trigger: {self.trigger}")
         lines.append(f"Run error: {self.run_error}")
         for step in self.steps:
             lines.append(f"Failed step {step.step_key}: {step.error}")

@@ -34,7 +34,7 @@ def test_sensors_are_on_by_default(dagster_stack):
     data = dagster_stack.graphql(SENSORS, {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}})
     states = {s["name"]: s["sensorState"]["status"] for s in data["sensorsOrError"]["results"]}
     assert states["ows_run_failure_sensor"] == "RUNNING"
-    assert states["ows_run_tags_sensor"] == "RUNNING"
+    assert states["ows_upload_sensor"] == "RUNNING"
 
 
 def test_extraction_run_loads_the_warehouse(dagster_stack):
@@ -77,7 +77,7 @@ def test_reload_code_location(dagster_stack):
 
 def test_two_runs_for_the_same_week_do_not_overlap(dagster_stack):
     """The queued run coordinator holds the second run of a week until the first ends."""
-    tags = {"ows/week": "2026-11-01"}
+    tags = {"dagster/partition": "2026-11-01"}  # what a run for that week carries
     first = submit_extract(dagster_stack, tags=tags)
     second = submit_extract(dagster_stack, tags=tags)
     seen_waiting = False
@@ -94,19 +94,6 @@ def test_two_runs_for_the_same_week_do_not_overlap(dagster_stack):
     earlier, later = sorted((a, b), key=lambda r: r["startTime"])
     assert later["startTime"] >= earlier["endTime"], (earlier, later)
     assert seen_waiting
-
-
-def test_runs_are_tagged_with_trigger(dagster_stack):
-    run_id = submit_extract(dagster_stack)
-    assert dagster_stack.wait_for_run(run_id) == "SUCCESS"
-    deadline = time.monotonic() + 120
-    tags = {}
-    while time.monotonic() < deadline:
-        tags = run_record(dagster_stack, run_id)["tags"]
-        if "ows/trigger" in tags:
-            break
-        time.sleep(2)
-    assert tags.get("ows/trigger") == "manual", tags
 
 
 def test_failing_run_is_reported_with_its_error_and_notified(dagster_stack):

@@ -155,7 +155,7 @@ def test_every_change_through_the_api_is_audited_with_user_and_time(proxied_stac
     """An operator's anonymous mutations (as API clients send them) are audited by their field; the
     UI's polling is not; a GraphQL document in the URL or in a form body is refused, not executed."""
     proxy, operator = proxied_stack.proxy, proxied_stack.operator
-    sensor = _state(operator)["sensors"]["ows_run_tags_sensor"]
+    sensor = _state(operator)["sensors"]["ows_upload_sensor"]
     assert sensor["status"] == "RUNNING"
     started = dt.datetime.now(dt.timezone.utc)
     try:
@@ -163,11 +163,11 @@ def test_every_change_through_the_api_is_audited_with_user_and_time(proxied_stac
                                 "... on StopSensorMutationResult { instigationState { status } } } }",
                                 {"id": sensor["id"]})["stopSensor"]
         assert stopped["instigationState"]["status"] == "STOPPED", stopped
-        assert _state(operator)["sensors"]["ows_run_tags_sensor"]["status"] == "STOPPED"
+        assert _state(operator)["sensors"]["ows_upload_sensor"]["status"] == "STOPPED"
     finally:
         restarted = proxy.graphql(OPERATOR, "mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { "
                                   "__typename ... on Sensor { sensorState { status } } } }",
-                                  {"s": {**REPO, "sensorName": "ows_run_tags_sensor"}})["startSensor"]
+                                  {"s": {**REPO, "sensorName": "ows_upload_sensor"}})["startSensor"]
     assert restarted["sensorState"]["status"] == "RUNNING", restarted
     finished = dt.datetime.now(dt.timezone.utc)
 

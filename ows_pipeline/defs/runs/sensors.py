@@ -1,4 +1,4 @@
-"""Dagster definitions of the operations domain: failure notices and run tags."""
+"""The failure notice: a sensor that emails (or logs) every failed run of the code location."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ows_pipeline.reports.failure_notice import (
     send_failure_email,
 )
 from ows_pipeline.redaction import redact
-from ows_pipeline.defs.run_tags import missing_run_tags, trigger_of, week_of
+from ows_pipeline.defs.runs.tags import trigger_of, week_of
 from ows_pipeline.resources import SmtpResource
 from ows_pipeline.settings import Settings
 
@@ -30,18 +30,14 @@ def failure_notice(context: dg.RunFailureSensorContext) -> FailureNotice:
     failure = context.failure_event
     run_error = getattr(failure.event_specific_data, "error", None)
     run_error_text = error_text(run_error) if run_error else redact(failure.message or "run failed")
-    tags = dict(run.tags)
-    tags.setdefault("ows/trigger", trigger_of(run.tags))
-    week = week_of(run.tags)
-    if week:
-        tags.setdefault("ows/week", week)
     ui_url = Settings.from_env().ui_url
     return FailureNotice(
         run_id=run.run_id,
         job_name=run.job_name,
         run_error=run_error_text,
         steps=steps,
-        tags=tags,
+        week=week_of(run.tags),
+        trigger=trigger_of(run.tags),
         run_url=f"{ui_url}/runs/{run.run_id}" if ui_url else None,
     )
 
@@ -71,18 +67,4 @@ def ows_run_failure_sensor(context: dg.RunFailureSensorContext, smtp: SmtpResour
     logger.error(notice.text)
 
 
-@dg.run_status_sensor(
-    name="ows_run_tags_sensor",
-    run_status=dg.DagsterRunStatus.STARTED,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Stamps `ows/week` and `ows/trigger` on runs launched without them (from the UI, backfills).",
-)
-def ows_run_tags_sensor(context: dg.RunStatusSensorContext) -> None:
-    run = context.dagster_run
-    missing = missing_run_tags(run.tags)
-    if missing:
-        context.instance.add_run_tags(run.run_id, missing)
-
-
-defs = dg.Definitions(sensors=[ows_run_failure_sensor, ows_run_tags_sensor])
+defs = dg.Definitions(sensors=[ows_run_failure_sensor])
