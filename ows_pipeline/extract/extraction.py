@@ -2,7 +2,9 @@
 
 Incremental loads read `lo < last_update_date <= hi`, where `hi` is the source database's
 clock minus a safety delay and `lo` the stored watermark minus a look-back window, so rows
-committed late are not lost. Rows are streamed in chunks into a temporary stage, merged
+committed late are not lost. Rows are streamed in Arrow batches (`warehouse.bulk.read_batches`,
+written by `warehouse.bulk.write_arrow`; PostgreSQL to PostgreSQL is one COPY pipe) into a
+temporary stage, merged
 into the raw table keeping the newest version of each key, and the new watermark is recorded
 in `etl_batches` in the same transaction: a failure leaves table and watermark untouched.
 """
@@ -23,7 +25,7 @@ import sqlalchemy as sa
 from ows_pipeline.resources import SourceConfigError
 from ows_pipeline.source.schema import TS, SourceTable
 from ows_pipeline.warehouse.batches import last_successful_batch, new_batch_id, record_batch, record_failed_batch
-from ows_pipeline.warehouse.bulk import as_utc, insert_rows
+from ows_pipeline.warehouse.bulk import arrow_schema, as_utc, compiled_sql, postgres_copy_select, read_batches, write_arrow
 from ows_pipeline.warehouse.schema.raw import RAW_TABLES
 
 Log = Callable[[str], None]
@@ -170,10 +172,19 @@ def _merge_sql(conn: sa.Connection, source: SourceTable, raw: sa.Table, stage: s
     return [newest_in_stage, replace_older, insert_new]
 
 
-def _stream(source_conn: sa.Connection, query: sa.Select, chunk_rows: int):
-    result = source_conn.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(query)
-    for part in result.partitions(chunk_rows):
-        yield part
+def _copy_arrow(sconn, wconn, source: SourceTable, query, target, constants, chunk_rows: int, log: Log) -> int:
+    """Stream `query` from any source into `target` as Arrow batches (the generic path)."""
+    schema = arrow_schema(source.table)
+    rows = 0
+
+    def counted(batches):
+        nonlocal rows
+        for batch in batches:
+            rows += batch.num_rows
+            log(f"{source.name}: {rows:,} rows read")
+            yield batch
+
+    return write_arrow(wconn, target, counted(read_batches(sconn, query, schema, chunk_rows)), schema, constants)
 
 
 def _copy_postgres_to_postgres(sconn, wconn, query, target, columns, batch_id, extracted_at) -> int:
@@ -181,9 +192,9 @@ def _copy_postgres_to_postgres(sconn, wconn, query, target, columns, batch_id, e
     query = query.add_columns(
         sa.literal(batch_id, sa.String).label("_batch_id"), sa.literal(extracted_at, TS).label("_extracted_at")
     )
-    compiled = query.compile(dialect=sconn.dialect)
+    sql, params = compiled_sql(sconn, query)
     source_cursor = sconn.connection.dbapi_connection.cursor()
-    select_sql = source_cursor.mogrify(str(compiled), compiled.params).decode()
+    select_sql = postgres_copy_select(source_cursor, sql, params)
     target_cols = ", ".join(_quote(wconn, c) for c in columns)
     read_fd, write_fd = os.pipe()
     failure: list[BaseException] = []
@@ -252,13 +263,12 @@ def extract_table(
                     )
                     target = f"stage_{raw.name}"
                 columns = [c.name for c in raw.columns]
-                if sconn.dialect.name == wconn.dialect.name == "postgresql" and not translate:
+                if sconn.dialect.name == wconn.dialect.name == "postgresql":
                     rows_in = _copy_postgres_to_postgres(sconn, wconn, query, target, columns, batch_id, extracted_at)
                     log(f"{source.name}: {rows_in:,} rows copied")
                 else:
-                    for chunk in _stream(sconn, query, options.chunk_rows):
-                        rows_in += insert_rows(wconn, target, columns, [(*row, batch_id, extracted_at) for row in chunk])
-                        log(f"{source.name}: {rows_in:,} rows read")
+                    constants = {"_batch_id": batch_id, "_extracted_at": extracted_at}
+                    rows_in = _copy_arrow(sconn, wconn, source, query, target, constants, options.chunk_rows, log)
                 if source.mode == "append" and rows_in:
                     wm = _quote(wconn, source.watermark_column)
                     chunk_max = wconn.exec_driver_sql(f"SELECT MAX({wm}) FROM {_quote(wconn, target)}").scalar_one()

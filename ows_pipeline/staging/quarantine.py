@@ -21,12 +21,11 @@ import sqlalchemy as sa
 
 from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
 from ows_pipeline.staging.clean import clean_frame, column_kind, dtype_problems
-from ows_pipeline.staging.frame_writer import write_frame
 from ows_pipeline.staging.rules import RuleContext, RuleOutcome, as_text, evaluate_suite
 from ows_pipeline.staging.suites import ERROR, SUITES, key_columns
 from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 from ows_pipeline.warehouse.batches import record_batch, utc_now
-from ows_pipeline.warehouse.bulk import as_utc, insert_rows
+from ows_pipeline.warehouse.bulk import as_utc, insert_rows, write_frame
 from ows_pipeline.warehouse.schema.ledger import data_errors
 
 ERROR_COLUMNS = ["batch_id", "asset_key", "source_file", "row_number", "record_key", "field", "value",
