@@ -4,9 +4,9 @@ Incremental loads read `lo < last_update_date <= hi`, where `hi` is the source d
 clock minus a safety delay and `lo` the stored watermark minus a look-back window, so rows
 committed late are not lost. Rows are streamed in Arrow batches (`warehouse.bulk.read_batches`,
 written by `warehouse.bulk.write_arrow`; PostgreSQL to PostgreSQL is one COPY pipe) into a
-temporary stage, merged
-into the raw table keeping the newest version of each key, and the new watermark is recorded
-in `etl_batches` in the same transaction: a failure leaves table and watermark untouched.
+temporary stage, merged into the raw table keeping the newest version of each key (a first load
+goes straight into the empty raw table), and the new watermark is recorded in `etl_batches` in
+the same transaction: a failure leaves table and watermark untouched.
 """
 
 from __future__ import annotations
@@ -254,9 +254,12 @@ def extract_table(
             with warehouse_engine.begin() as wconn:
                 stage = _quote(wconn, f"stage_{raw.name}")
                 target = raw.name
+                # a full extract replaces the table; into an empty table (a first load) the rows,
+                # one per key as the source's key guarantees, go straight in: no stage to merge
+                direct = source.mode == "full" or wconn.execute(sa.select(sa.literal(1)).select_from(raw).limit(1)).first() is None
                 if source.mode == "full":
                     wconn.execute(sa.delete(raw))
-                else:
+                elif not direct:
                     wconn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage}")
                     wconn.exec_driver_sql(
                         f"CREATE TEMPORARY TABLE {stage} AS SELECT * FROM {_quote(wconn, raw.name)} WHERE 1 = 0"
@@ -274,7 +277,7 @@ def extract_table(
                     chunk_max = wconn.exec_driver_sql(f"SELECT MAX({wm}) FROM {_quote(wconn, target)}").scalar_one()
                     max_wm = chunk_max if max_wm is None else max(max_wm, chunk_max)
                 preview = [tuple(r) for r in wconn.execute(sa.select(sa.table(target, *(sa.column(c) for c in columns))).limit(5))]
-                if source.mode == "full":
+                if direct:
                     rows_loaded = table_rows = rows_in
                 else:
                     key_cols = ", ".join(_quote(wconn, k) for k in source.key)
