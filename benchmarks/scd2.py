@@ -34,7 +34,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ows_pipeline.dimensions.scd2 import declare_dimension, merge_scd2, scd2_batches  # noqa: E402
+from ows_pipeline.scd2 import declare_dimension, merge_scd2, scd2_batches  # noqa: E402
 from ows_pipeline.warehouse.schema import data_errors, etl_batches  # noqa: E402
 from scratch_db import create_database, drop_database  # noqa: E402
 
@@ -163,7 +163,7 @@ def dbt_available() -> str | None:
 
 
 def write_source(engine: sa.Engine, frame: pd.DataFrame) -> None:
-    from ows_pipeline.dimensions.scd2 import _copy_frame
+    from ows_pipeline.scd2.batch import _copy_frame
 
     with engine.begin() as conn:
         conn.execute(source_table.delete())

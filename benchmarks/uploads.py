@@ -192,7 +192,7 @@ def child_load(file: str, url: str, max_rows: int) -> dict:
     import openpyxl  # noqa: F401
 
     import ows_pipeline.staging.quarantine  # noqa: F401
-    import ows_pipeline.dimensions.scd2  # noqa: F401
+    import ows_pipeline.scd2  # noqa: F401
 
     engine = make_engine(url, role="warehouse")
     create_warehouse_tables(engine)

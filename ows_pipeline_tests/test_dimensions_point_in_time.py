@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import oracle
 
 from ows_pipeline.dimensions.point_in_time import join_valid_at, sk_at, valid_at, versions_at
-from ows_pipeline.dimensions.scd2 import merge_scd2
+from ows_pipeline.scd2 import merge_scd2
 from ows_pipeline.warehouse.schema.dimensions import DIM_WORKFLOW
 from ows_pipeline.warehouse.schema import create_warehouse_tables
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ows_pipeline.dimensions.scd2 import invariant_violations, merge_scd2, scd2_batches
+from ows_pipeline.scd2 import invariant_violations, merge_scd2, scd2_batches
 from ows_pipeline_tests.test_scd2_model import (
     SPEC,
     Batch,
@@ -36,7 +36,7 @@ LATE = Batch(20, True, ((1, "x", 9), (4, "d", 0)))
 CHILD = r"""
 import sys, time
 import sqlalchemy as sa
-from ows_pipeline.dimensions.scd2 import merge_scd2
+from ows_pipeline.scd2 import merge_scd2
 from ows_pipeline_tests.test_scd2_model import SPEC, Batch, hours
 
 url, when, pattern, as_of, full, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1", eval(sys.argv[6])

@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import oracle
 
-from ows_pipeline.dimensions import scd2
-from ows_pipeline.dimensions.scd2 import (
+from ows_pipeline import scd2
+from ows_pipeline.scd2 import batch, in_order, out_of_order, scd1
+from ows_pipeline.scd2 import (
     DuplicateKeyError,
     apply_scd1,
     invariant_violations,
@@ -230,13 +231,13 @@ def test_concurrent_merges_are_serialised_postgres(pg_url):
 
 
 def test_merge_sql_compiles_for_oracle():
-    temps = scd2._temps(DIM_PROJECT)
-    statements = scd2.fast_path_diff_statements(DIM_PROJECT, temps, full=True)
-    statements += scd2.fast_path_diff_statements(DIM_PROJECT, temps, full=True, one_pass=True)
-    statements += scd2.fast_path_statements(DIM_PROJECT, temps, full=True, as_of=hours(1), last_full=hours(0), batch_id="b")
+    temps = batch._temps(DIM_PROJECT)
+    statements = in_order.fast_path_diff_statements(DIM_PROJECT, temps, full=True)
+    statements += in_order.fast_path_diff_statements(DIM_PROJECT, temps, full=True, one_pass=True)
+    statements += in_order.fast_path_statements(DIM_PROJECT, temps, full=True, as_of=hours(1), last_full=hours(0), batch_id="b")
     statements += [s[1] if isinstance(s, tuple) else s for s in
-                   scd2.out_of_order_statements(DIM_PROJECT, temps, full=True, as_of=hours(1), batch_id="b")]
-    statements.append(scd2.scd1_statement(DIM_PROJECT, temps.stage, ["project_id"], ["owner"], "current"))
+                   out_of_order.out_of_order_statements(DIM_PROJECT, temps, full=True, as_of=hours(1), batch_id="b")]
+    statements.append(scd1.scd1_statement(DIM_PROJECT, temps.stage, ["project_id"], ["owner"], "current"))
     for stmt in statements:
         sql = str(stmt.compile(dialect=oracle.dialect()))
         assert " NOT IN " not in sql.upper()

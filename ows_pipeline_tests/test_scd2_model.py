@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ows_pipeline.dimensions.scd2 import declare_dimension, scd2_batches
+from ows_pipeline.scd2 import declare_dimension, scd2_batches
 from ows_pipeline.warehouse.schema import create_warehouse_tables, data_errors, etl_batches
 
 BASE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ows_pipeline.dimensions.scd2 import invariant_violations, merge_scd2
+from ows_pipeline.scd2 import invariant_violations, merge_scd2
 from ows_pipeline_tests.test_scd2_model import (
     SPEC,
     Batch,

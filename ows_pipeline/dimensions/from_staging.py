@@ -13,7 +13,7 @@ from typing import Optional
 import pandas as pd
 import sqlalchemy as sa
 
-from ows_pipeline.dimensions.scd2 import DimensionSpec, MergeStats, merge_scd2
+from ows_pipeline.scd2 import DimensionSpec, MergeStats, merge_scd2
 from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 from ows_pipeline.warehouse.batches import last_successful_batch, utc_now
 from ows_pipeline.warehouse.bulk import as_utc

@@ -20,7 +20,7 @@ from typing import Union
 
 import sqlalchemy as sa
 
-from ows_pipeline.dimensions.scd2 import DimensionSpec
+from ows_pipeline.scd2 import DimensionSpec
 from ows_pipeline.source.schema import TS
 from ows_pipeline.warehouse.bulk import as_utc
 

@@ -326,7 +326,7 @@ def with_project_metadata(conn: sa.Connection, frame):
 
 def dimension_counts(conn: sa.Connection, spec, frame, as_of: dt.datetime, *, full: bool) -> KeyCounts:
     """Keys of the batch against the dimension's state at `as_of` (before merging): new, changed, same, removed."""
-    from ows_pipeline.dimensions.scd2 import row_hashes
+    from ows_pipeline.scd2 import row_hashes
 
     dim = spec.table
     key = spec.natural_key
@@ -365,7 +365,7 @@ def pd_isna(value) -> bool:
 def merge_dimension(conn, table_name: str, clean, as_of: dt.datetime, batch_id: str, *, full: bool,
                     source_file: str) -> KeyCounts:
     """Merge the export into its SCD2 dimension at `as_of`, in the caller's transaction; count the keys."""
-    from ows_pipeline.dimensions.scd2 import merge_scd2
+    from ows_pipeline.scd2 import merge_scd2
     from ows_pipeline.warehouse.schema.dimensions import DIMENSIONS as SPECS
 
     spec = SPECS[DIMENSIONS[table_name]]

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ows_pipeline.dimensions.scd2 import DimensionSpec
+from ows_pipeline.scd2 import DimensionSpec
 from ows_pipeline.warehouse.schema.dimensions import DIMENSIONS
 from ows_pipeline.defs.policies import DIMENSION_MERGE_POOL
 from ows_pipeline.resources import WarehouseResource
@@ -43,7 +43,7 @@ def _dimension_asset(spec: DimensionSpec) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         from ows_pipeline.dimensions.from_staging import build_dimension
-        from ows_pipeline.dimensions.scd2 import invariant_violations
+        from ows_pipeline.scd2 import invariant_violations
         from ows_pipeline.warehouse.schema.lineage import dimension_metadata
 
         engine = warehouse.get_engine()

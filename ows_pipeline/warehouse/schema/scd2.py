@@ -1,7 +1,7 @@
 """SCD2 dimension tables: how one is declared (`declare_dimension`), and the batch log `scd2_batches`.
 
 A dimension has the columns of DESIGN.md section 3 and a `<name>_seen` log of partial
-observations; the merge engine (`ows_pipeline.dimensions.scd2`) works on a `DimensionSpec`.
+observations; the merge engine (`ows_pipeline.scd2`) works on a `DimensionSpec`.
 """
 
 from __future__ import annotations

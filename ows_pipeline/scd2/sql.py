@@ -1,0 +1,87 @@
+"""SQL building blocks shared by the merges: locking, key matches, intervals, the batch log's bounds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from ows_pipeline.warehouse.bulk import as_utc
+from ows_pipeline.warehouse.schema.scd2 import DimensionSpec, Scd2Error, scd2_batches
+
+
+def dimension_lock_id(name: str) -> int:
+    """The PostgreSQL advisory lock id serialising merges of one dimension."""
+    return zlib.crc32(f"scd2:{name}".encode())
+
+
+def _lock(conn: sa.Connection, spec: DimensionSpec) -> None:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": dimension_lock_id(spec.name)})
+    elif dialect == "sqlite":
+        if not conn.in_transaction():
+            # The warehouse engine's begin hook emits BEGIN IMMEDIATE (ows_pipeline.resources).
+            conn.begin()
+        if not conn.connection.dbapi_connection.in_transaction:
+            # A plain pysqlite engine begins lazily (and DEFERRED); take the write lock up front instead.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    import pandas as pd
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if not isinstance(value, dt.datetime):
+        raise Scd2Error(f"as_of must be a datetime, not {value!r}")
+    return as_utc(value)
+
+
+def _key_match(a, b, keys: Sequence[str]):
+    return sa.and_(*[a.c[k] == b.c[k] for k in keys])
+
+
+def _in_interval(t, version):
+    """`version` (a dim row) covers time `t`."""
+    return sa.and_(version.c.valid_from <= t, sa.or_(version.c.valid_to.is_(None), t < version.c.valid_to))
+
+
+def _not_skipped(spec: DimensionSpec, keyed, t):
+    """The full batch at `t` did observe the key of `keyed` (it was not quarantined there)."""
+    seen = spec.seen_table
+    skipped = sa.exists().where(_key_match(seen, keyed, spec.natural_key), seen.c.as_of == t, sa.not_(seen.c.observed))
+    return ~skipped.correlate_except(seen)
+
+
+def _log_bound(spec: DimensionSpec, agg, version):
+    """min/max as-of of full batches inside `version`'s interval (a correlated scalar subquery)."""
+    log = scd2_batches
+    return (
+        sa.select(agg(log.c.as_of))
+        .where(
+            log.c.dimension == spec.name,
+            log.c.is_full,
+            _in_interval(log.c.as_of, version),
+            _not_skipped(spec, version, log.c.as_of),
+        )
+        .scalar_subquery()
+    )
+
+
+def _near_full(spec: DimensionSpec, keyed, before: bool, t):
+    """The full batch nearest to `t` (before or after it) that observed `keyed`'s key."""
+    log = scd2_batches
+    agg = sa.func.max if before else sa.func.min
+    side = log.c.as_of < t if before else log.c.as_of > t
+    return (
+        sa.select(agg(log.c.as_of))
+        .where(log.c.dimension == spec.name, log.c.is_full, side, _not_skipped(spec, keyed, log.c.as_of))
+        .scalar_subquery()
+    )
+
+
+def _count(conn: sa.Connection, stmt) -> int:
+    result = conn.execute(stmt)
+    return max(result.rowcount or 0, 0)
