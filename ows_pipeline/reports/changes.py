@@ -2,7 +2,8 @@
 
 Dimension changes come from the SCD2 history. A version belongs to the week by its business
 time `valid_from`, except a version dated by a load's as-of time (a key that left or came back
-to a full extract, which only a run can notice): it belongs to the week whose run noticed it.
+to a full extract, which only a run can notice): it belongs to the week that had just ended when
+that run looked (the Sunday 02:00 run finds what vanished during the week it closes).
 A new workflow version (a new workflow id replacing the code's previous version) is one event,
 "new version", with the old and new version numbers. Runs carried over from the week before
 whose status or end state changed are dated by their end, else their last step transition.
@@ -20,11 +21,11 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from ows_pipeline.reports.quality import SNAPSHOT_ASSET, builder_runs, has_ledger
+from ows_pipeline.reports.quality import SNAPSHOT_ASSET, has_ledger
 from ows_pipeline.warehouse.bulk import as_utc
 from ows_pipeline.warehouse.schema.ledger import etl_batches
 from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
-from ows_pipeline.weeks import Week
+from ows_pipeline.weeks import Week, week_ended_by
 
 # (dimension table, natural key, code column, name column, label)
 DIMENSIONS = (
@@ -86,20 +87,13 @@ def _is_active(version: dict) -> bool:
     return flag is None or bool(flag)
 
 
-def _load_times(conn: sa.Connection, week: Week) -> tuple[set, set]:
-    """As-of times of the loads of the runs that built `week`, and of the runs that built any week."""
+def _load_times(conn: sa.Connection) -> set:
+    """As-of times of every load: a dimension version dated by one was noticed by that load's run."""
     if not has_ledger(conn):
-        return set(), set()
+        return set()
     b = etl_batches
-    not_snapshot = b.c.asset_key != SNAPSHOT_ASSET
-    ours = {as_utc(t) for (t,) in conn.execute(
-        sa.select(b.c.as_of).where(not_snapshot, b.c.run_id.in_(builder_runs(conn, week)), b.c.as_of.is_not(None))
-        .distinct())}
-    any_builder = sa.select(b.c.run_id).where(b.c.asset_key == SNAPSHOT_ASSET, b.c.status == "SUCCESS",
-                                              b.c.run_id.is_not(None))
-    claimed = {as_utc(t) for (t,) in conn.execute(
-        sa.select(b.c.as_of).where(not_snapshot, b.c.run_id.in_(any_builder), b.c.as_of.is_not(None)).distinct())}
-    return ours, claimed
+    query = sa.select(b.c.as_of).where(b.c.asset_key != SNAPSHOT_ASSET, b.c.as_of.is_not(None)).distinct()
+    return {as_utc(t) for (t,) in conn.execute(query)}
 
 
 @dataclass
@@ -118,10 +112,13 @@ def dimension_changes(conn: sa.Connection, week: Week, tz: Optional[ZoneInfo] = 
     and new workflow versions in `week`, one row per changed field, in time order."""
     tz = tz or week.tz
     changes = Changes()
-    ours, claimed = _load_times(conn, week)
+    load_times = _load_times(conn)
+    # A version dated by a load (a key that left or came back to a full extract) belongs to the week
+    # that had just ended when the load ran; any other version to the week its valid_from falls in.
+    ours = {t for t in load_times if week_ended_by(t, week.timezone) == week}
 
     def in_week(when: dt.datetime) -> bool:
-        return when in ours or (week.contains(when) and when not in claimed)
+        return when in ours if when in load_times else week.contains(when)
 
     def bind(value: dt.datetime):
         return value.replace(tzinfo=None) if conn.dialect.name == "sqlite" else value

@@ -1,0 +1,174 @@
+"""The weekly workbook against the independent oracle (`report_oracle.py`), cell by cell.
+
+The real weekly job runs on the demo source week after week, as the schedule would (the source
+advanced to each Sunday 02:00, the job run for the week just ended). After each run the source
+is copied: the oracle computes what each workbook must say from those copies only. Covered:
+the first week ever built (no last week: blank, not 0), consecutive weeks, a week with no SLA
+list (SLA breaches unknown) and one with an SLA list, and the first week rebuilt by a backfill
+after later weeks exist (with the SLA list loaded since).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import openpyxl
+import pytest
+import sqlalchemy as sa
+
+from ows_pipeline.demo.source import advance_demo, generate_demo
+from ows_pipeline.resources import OwsSourceResource, SmtpResource, WarehouseResource, make_engine
+from ows_pipeline.weeks import Week
+from ows_pipeline_tests.report_oracle import (
+    Oracle,
+    OracleWeek,
+    SourceSnapshot,
+    chart_and_kpi_numbers_of_unbuilt_weeks,
+    compare_workbook,
+)
+
+TZ = "Europe/London"
+WEEKS = ["2026-11-01", "2026-11-08", "2026-11-15"]
+SIZES = dict(projects=3, feeds_per_project=3, workflows_per_project=3, runs_per_day=40, weeks=2)
+SLA = {"CALYPSO_01": 20, "SUMMIT_02": 45, "FLEXCUBE_01": 30, "CLEARSTREAM_01": 600}
+STAGING = ["ows_project", "ows_feed", "ows_match_process", "ows_workflow", "ows_workflow_step", "ows_workflow_run",
+           "ows_run_step_status", "ows_run_step_history"]
+NO_DATA_DOCS = {"ops": {f"stg_{t}": {"config": {"data_docs": False}} for t in STAGING}}
+
+
+def run_time(key: str) -> dt.datetime:
+    """When the schedule runs week `key`: the next Sunday 02:00 local time."""
+    return Week.from_key(key, TZ).end_utc + dt.timedelta(hours=2)
+
+
+def _insert_sla(engine: sa.Engine) -> None:
+    from ows_pipeline.warehouse.schema.uploads import ref_feed_sla
+
+    now = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(ref_feed_sla), [
+            dict(feed_code=code, expected_arrival_time="06:00", sla_minutes=minutes, owner_team="ops",
+                 _row_hash=code, _batch_id="sla-test", _source_file="feed_sla.csv", _loaded_at=now)
+            for code, minutes in SLA.items()
+        ])
+
+
+class Scenario:
+    """Three weekly runs, an SLA list loaded before the third, then the first week rebuilt by a backfill."""
+
+    def __init__(self, tmp: Path, warehouse_url: str, home: Path):
+        self.tmp, self.home = tmp, home
+        self.source_file = tmp / "ows.db"
+        self.source_url = f"sqlite:///{self.source_file}"
+        self.warehouse = make_engine(warehouse_url, role="warehouse")
+        from ows_pipeline.definitions import build_defs
+
+        self.defs = build_defs({
+            "ows_source": OwsSourceResource(url=self.source_url, safety_delay_seconds=0),
+            "warehouse": WarehouseResource(url=warehouse_url),
+            "smtp": SmtpResource(),
+        })
+        self.snapshots: list[SourceSnapshot] = []
+        self.reports: dict[str, Path] = {}
+
+    def _snapshot(self, taken: dt.datetime) -> None:
+        copy = self.tmp / f"source_{len(self.snapshots)}.db"
+        shutil.copy(self.source_file, copy)
+        self.snapshots.append(SourceSnapshot(taken, f"sqlite:///{copy}"))
+
+    def _keep_report(self, key: str, label: str) -> None:
+        built = self.home / "reports" / f"ows_weekly_{key}.xlsx"
+        kept = self.tmp / f"{label}.xlsx"
+        shutil.copy(built, kept)
+        self.reports[label] = kept
+
+    def run(self) -> "Scenario":
+        job = self.defs.resolve_job_def("ows_weekly_job")
+        with dg.DagsterInstance.ephemeral() as instance:
+            for i, key in enumerate(WEEKS):
+                at = run_time(key)
+                if i == 0:
+                    generate_demo(self.source_url, as_of=at, seed=5, **SIZES)
+                else:
+                    advance_demo(self.source_url, as_of=at)
+                if key == WEEKS[2]:
+                    _insert_sla(self.warehouse)
+                self._snapshot(at)
+                result = job.execute_in_process(partition_key=key, instance=instance, run_config=NO_DATA_DOCS)
+                assert result.success, key
+                self._keep_report(key, key)
+            backfill = job.execute_in_process(
+                partition_key=WEEKS[0], instance=instance,
+                asset_selection=[dg.AssetKey("fct_workflow_run_weekly"), dg.AssetKey("ows_weekly_report")],
+            )
+            assert backfill.success
+            self._keep_report(WEEKS[0], "backfill")
+        return self
+
+    def oracle(self, key: str, *, upto: int, sla, last_week_built: bool) -> Oracle:
+        return Oracle(self.snapshots[:upto], OracleWeek.of(key, TZ), sla=sla, last_week_built=last_week_built)
+
+
+def _check_every_week(scenario: Scenario) -> None:
+    cases = {
+        WEEKS[0]: scenario.oracle(WEEKS[0], upto=1, sla=None, last_week_built=False),  # the first week ever built
+        WEEKS[1]: scenario.oracle(WEEKS[1], upto=2, sla=None, last_week_built=True),  # no SLA list
+        WEEKS[2]: scenario.oracle(WEEKS[2], upto=3, sla=SLA, last_week_built=True),  # an SLA list
+        # the first week rebuilt after later weeks exist, from the source as it is now, with the SLA list
+        "backfill": Oracle(scenario.snapshots, OracleWeek.of(WEEKS[0], TZ), sla=SLA, last_week_built=False),
+    }
+    problems = {label: compare_workbook(scenario.reports[label], oracle) for label, oracle in cases.items()}
+    assert problems == {label: [] for label in cases}
+
+    # The oracle is not vacuous: the weeks have failed, broken, open and SLA-breaching runs and changes.
+    third = cases[WEEKS[2]].kpi_table()
+    assert third["Failed"][0] > 0 and third["Breaks"][0] > 0 and third["SLA breaches"][0] > 0
+    assert cases[WEEKS[1]].kpi_table()["SLA breaches"] == (None, None, None)
+    assert cases[WEEKS[0]].kpi_table()["Runs"][1:] == (None, None)
+    assert any(r["Error"] for r in cases[WEEKS[2]].latest_snapshot().values()) or third["Failed"][0] == 0
+    assert sum(len(cases[w].dimension_changes()) for w in WEEKS[1:]) > 0
+
+    # The Data quality sheet holds the week's loads (the run that built it) and the week's snapshot build.
+    for label in WEEKS + ["backfill"]:
+        sheet = openpyxl.load_workbook(scenario.reports[label])["Data quality"]
+        tables = {r[0]: r for r in sheet.iter_rows(values_only=True) if r[0]}
+        assert {"raw_ows_workflow_run", "stg_ows_workflow_run", "fct_workflow_run_weekly"} <= set(tables), label
+    backfilled = {r[0]: r for r in openpyxl.load_workbook(scenario.reports["backfill"])["Data quality"]
+                  .iter_rows(values_only=True) if r[0]}
+    assert backfilled["fct_workflow_run_weekly"][1] == 2  # the weekly run and the backfill both built it
+    for label in WEEKS:
+        assert chart_and_kpi_numbers_of_unbuilt_weeks(scenario.reports[label], set(WEEKS[: WEEKS.index(label) + 1])) == []
+
+
+@pytest.mark.slow
+def test_workbooks_tell_what_the_source_says_sqlite(tmp_path, ows_home):
+    _check_every_week(Scenario(tmp_path, f"sqlite:///{tmp_path / 'warehouse.db'}", ows_home).run())
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_workbooks_tell_what_the_source_says_postgres(tmp_path, ows_home, pg_url):
+    _check_every_week(Scenario(tmp_path, pg_url, ows_home).run())
+
+
+def test_no_number_for_a_week_without_data(tmp_path):
+    """Weeks never built (before the first and in a gap) hold no number in the KPIs or the chart data."""
+    from ows_pipeline.reports.weekly_report import build_weekly_report
+    from ows_pipeline_tests.test_report_weekly import fact_row, insert_facts
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'wh.db'}")
+    # built: 2026-11-01 and 2026-11-15; 2026-11-08 never was
+    insert_facts(engine, [fact_row("2026-11-01", i) for i in range(5)] + [fact_row("2026-11-15", i) for i in range(7)])
+    result = build_weekly_report(engine, Week.from_key("2026-11-15", TZ), tmp_path / "r.xlsx")
+    assert chart_and_kpi_numbers_of_unbuilt_weeks(result.path, {"2026-11-01", "2026-11-15"}) == []
+    sheet = openpyxl.load_workbook(result.path)["Summary"]
+    rows = list(sheet.iter_rows(values_only=True))
+    kpis = {r[0]: r[1:4] for r in rows[4:11]}
+    assert kpis["Runs"] == (7, None, None) and kpis["Match rate"][1:] == (None, None)
+    top = next(i for i, r in enumerate(rows) if r[0] == "Week" and r[1] == "Runs")
+    assert [r[0] for r in rows[top + 1:top + 4]] == ["2026-11-01", "2026-11-08", "2026-11-15"]  # starts at the first
+    assert rows[top + 2][1:5] == (None, None, None, None) and rows[top + 1][1] == 5
+    assert any("never built" in str(r[0]) for r in rows)
