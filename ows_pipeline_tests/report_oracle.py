@@ -33,6 +33,7 @@ import sqlalchemy as sa
 UTC = dt.timezone.utc
 FAILED_RESULTS = {"#EXCEPTION", "#TIMEOUT"}
 BREAK_RESULTS = {"BREAKS", "PARTIAL"}
+ACTIVITY_STATUSES = {"COMPLETE", "ACTIVE", "WAITING", "NOTIFIED", "SUSPEND", "DEFERRED", "ERROR"}  # DESIGN.md 2
 REFERENCE = {  # source table -> (natural key, entity label, code column, name column)
     "ows_project": ("project_id", "Project", "project_code", "project_name"),
     "ows_feed": ("feed_id", "Feed", "feed_code", "feed_name"),
@@ -102,6 +103,7 @@ class Oracle:
     week: OracleWeek
     sla: Optional[dict[str, int]] = None  # feed code -> minutes, None when no SLA list is loaded
     last_week_built: bool = True
+    last_week_sla: Optional[dict[str, int]] = None  # the SLA list when last week was built
 
     # ------------------------------------------------------------------ reference data as of an instant
 
@@ -123,6 +125,7 @@ class Oracle:
     # ------------------------------------------------------------------ runs at the week's end
 
     def runs(self, week: Optional[OracleWeek] = None) -> list[dict]:
+        sla = self.sla if week is None else self.last_week_sla
         week = week or self.week
         last_move: dict = {}
         for h in sorted(self.now["ows_run_step_history"], key=lambda h: h["hist_id"]):
@@ -158,7 +161,7 @@ class Oracle:
             mp_id = first_step.get((r["workflow_id"], "match_process_id"))
             feed = feeds.get(feed_id, {})
             duration = round(((r["end_date"] if ended else week.end) - r["begin_date"]).total_seconds() / 60, 2)
-            sla = None if self.sla is None else self.sla.get(feed.get("feed_code"))
+            sla_minutes = None if sla is None else sla.get(feed.get("feed_code"))
             error = errors.get(r["run_id"]) if failed else None
             step = steps_now.get(error["step_id"], {}) if error else {}
             out.append(dict(
@@ -170,7 +173,7 @@ class Oracle:
                 process_code=processes.get(mp_id, {}).get("process_code"),
                 business_date=r["business_date"], status=status, result=result, ended=ended, failed=failed,
                 is_break=result in BREAK_RESULTS, begin=r["begin_date"], end=r["end_date"] if ended else None,
-                duration=duration, sla=sla, sla_breached=None if sla is None else duration > sla,
+                duration=duration, sla=sla_minutes, sla_breached=None if sla_minutes is None else duration > sla_minutes,
                 counts=[r[c] if ended else None for c in ("records_loaded", "matched_cnt", "suggested_cnt",
                                                           "unmatched_cnt")],
                 failed_step=step.get("step_label"), error_name=error and error["error_name"],
@@ -181,6 +184,7 @@ class Oracle:
     # ------------------------------------------------------------------ what the sheets must hold
 
     def kpis(self, week: Optional[OracleWeek] = None) -> dict[str, object]:
+        """The KPIs of the week (or of `week`, last week, with the SLA list it was built with)."""
         runs = self.runs(week)
         ended = [r for r in runs if r["ended"]]
         matched = sum(r["counts"][1] or 0 for r in ended)
@@ -235,7 +239,7 @@ class Oracle:
         """Run key -> (old, new) for runs carried over from last week whose state changed."""
         if not self.last_week_built:
             return {}
-        before = {r["run_id"]: r for r in self.runs(self.week.before())}
+        before = {r["run_id"]: r for r in self.runs(self.week.before())}  # state only; SLA plays no part
         out = {}
         for r in self.runs():
             b = before.get(r["run_id"])
@@ -281,6 +285,15 @@ class Oracle:
                     out[(entity, seen_before[k][code], "retired", None, None, None,
                          week.local(self.snapshots[i].taken))] += 1
         return _merge_versions(out, versions)
+
+    def bad_step_statuses(self) -> int:
+        """Step statuses changed since the extraction before the week's whose status OWS does not have."""
+        this_run = next((i for i, s in enumerate(self.snapshots) if s.taken >= self.week.end), None)
+        if this_run is None:
+            return 0
+        since = self.snapshots[this_run - 1].taken if this_run else dt.datetime.min.replace(tzinfo=UTC)
+        return sum(1 for s in self.snapshots[this_run].tables["ows_run_step_status"]
+                   if s["last_update_date"] > since and s["activity_status"] not in ACTIVITY_STATUSES)
 
     def _show(self, value) -> Optional[str]:
         if value is None:

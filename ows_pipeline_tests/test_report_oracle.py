@@ -56,6 +56,46 @@ def _insert_sla(engine: sa.Engine) -> None:
         ])
 
 
+def _bad_step_status(source_url: str, week: Week) -> None:
+    """One step of a run that ended well without trouble gets a status OWS does not have, during the week."""
+    engine = sa.create_engine(source_url)
+    with engine.begin() as conn:
+        run_id, step_id = conn.execute(sa.text(
+            "SELECT s.run_id, s.step_id FROM ows_run_step_status s JOIN ows_workflow_run r ON r.run_id = s.run_id "
+            "WHERE r.status = 'COMPLETE' AND r.result_code = 'MATCHED' AND s.activity_status = 'COMPLETE' "
+            "ORDER BY s.run_id, s.step_id LIMIT 1"
+        )).one()
+        at = (week.start_utc + dt.timedelta(days=3)).strftime("%Y-%m-%d %H:%M:%S.000000")
+        conn.execute(sa.text(
+            "UPDATE ows_run_step_status SET activity_status = 'BOGUS', last_update_date = :at "
+            "WHERE run_id = :r AND step_id = :s"
+        ), {"at": at, "r": run_id, "s": step_id})
+    engine.dispose()
+
+
+def _fail_latest_run(source_url: str, week: Week) -> None:
+    """The latest run of one workflow, ended in the week, failed at its last step (error, message, user)."""
+    engine = sa.create_engine(source_url)
+    begun, end = (t.strftime("%Y-%m-%d %H:%M:%S") for t in (week.start_utc, week.end_utc))
+    with engine.begin() as conn:
+        run_id, ended = conn.execute(sa.text(
+            "SELECT run_id, end_date FROM ows_workflow_run r WHERE status = 'COMPLETE' AND begin_date >= :begun "
+            "AND end_date < :end "
+            "AND NOT EXISTS (SELECT 1 FROM ows_workflow_run later WHERE later.workflow_id = r.workflow_id "
+            "AND later.begin_date > r.begin_date) ORDER BY run_id LIMIT 1"
+        ), {"begun": begun, "end": end}).one()
+        step_id = conn.execute(sa.text("SELECT MAX(step_id) FROM ows_run_step_status WHERE run_id = :r"),
+                               {"r": run_id}).scalar_one()
+        conn.execute(sa.text("UPDATE ows_workflow_run SET status = 'ERROR', result_code = '#EXCEPTION', "
+                             "last_update_date = :e WHERE run_id = :r"), {"e": ended, "r": run_id})
+        conn.execute(sa.text(
+            "UPDATE ows_run_step_status SET activity_status = 'ERROR', result_code = '#EXCEPTION', "
+            "error_name = 'ORA-00942', error_message = 'ORA-00942: table or view does not exist', "
+            "assigned_user = 'ops.lead', last_update_date = :e WHERE run_id = :r AND step_id = :s"
+        ), {"e": ended, "r": run_id, "s": step_id})
+    engine.dispose()
+
+
 class Scenario:
     """Three weekly runs, an SLA list loaded before the third, then the first week rebuilt by a backfill."""
 
@@ -94,8 +134,11 @@ class Scenario:
                     generate_demo(self.source_url, as_of=at, seed=5, **SIZES)
                 else:
                     advance_demo(self.source_url, as_of=at)
+                if key == WEEKS[1]:
+                    _bad_step_status(self.source_url, Week.from_key(key, TZ))
                 if key == WEEKS[2]:
                     _insert_sla(self.warehouse)
+                    _fail_latest_run(self.source_url, Week.from_key(key, TZ))
                 self._snapshot(at)
                 result = job.execute_in_process(partition_key=key, instance=instance, run_config=NO_DATA_DOCS)
                 assert result.success, key
@@ -109,6 +152,7 @@ class Scenario:
         return self
 
     def oracle(self, key: str, *, upto: int, sla, last_week_built: bool) -> Oracle:
+        """The oracle of a week built live: the source as then; last week was built without an SLA list."""
         return Oracle(self.snapshots[:upto], OracleWeek.of(key, TZ), sla=sla, last_week_built=last_week_built)
 
 
@@ -128,7 +172,8 @@ def _check_every_week(scenario: Scenario) -> None:
     assert third["Failed"][0] > 0 and third["Breaks"][0] > 0 and third["SLA breaches"][0] > 0
     assert cases[WEEKS[1]].kpi_table()["SLA breaches"] == (None, None, None)
     assert cases[WEEKS[0]].kpi_table()["Runs"][1:] == (None, None)
-    assert any(r["Error"] for r in cases[WEEKS[2]].latest_snapshot().values()) or third["Failed"][0] == 0
+    failed_latest = [r for r in cases[WEEKS[2]].latest_snapshot().values() if r["Error"]]
+    assert failed_latest and failed_latest[0]["Assigned user"], "the error columns would go untested"
     assert sum(len(cases[w].dimension_changes()) for w in WEEKS[1:]) > 0
 
     # The Data quality sheet holds the week's loads (the run that built it) and the week's snapshot build.
@@ -139,6 +184,15 @@ def _check_every_week(scenario: Scenario) -> None:
     backfilled = {r[0]: r for r in openpyxl.load_workbook(scenario.reports["backfill"])["Data quality"]
                   .iter_rows(values_only=True) if r[0]}
     assert backfilled["fct_workflow_run_weekly"][1] == 2  # the weekly run and the backfill both built it
+    # The week whose extraction held a step transition to an unknown status rejects it, and says so.
+    for label in WEEKS:
+        book = openpyxl.load_workbook(scenario.reports[label])
+        rows = list(book["Data quality"].iter_rows(values_only=True))
+        rejected = sum(r[2] for r in rows if r[:2] == ("stg_ows_run_step_status", "ERROR"))
+        assert rejected == cases[label].bad_step_statuses(), label
+        failed = {r[0]: r[1] for r in book["Summary"].iter_rows(values_only=True) if r[0]}["Failed data checks"]
+        assert (label == WEEKS[1]) == (failed > 0), (label, failed)
+    assert cases[WEEKS[1]].bad_step_statuses() == 1
     for label in WEEKS:
         assert chart_and_kpi_numbers_of_unbuilt_weeks(scenario.reports[label], set(WEEKS[: WEEKS.index(label) + 1])) == []
 
