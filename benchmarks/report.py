@@ -118,7 +118,7 @@ def child(mode: str, url: str, out: str) -> None:
         tz = ZoneInfo(TIMEZONE)
         with engine.connect() as conn:
             fct = queries.fact_table(conn)
-            data = list(queries.latest_snapshot(conn, fct, week.start_date))
+            data = list(queries.latest_snapshot(conn, fct, week.start))
         columns = [h for h, _, _ in queries.SNAPSHOT_COLUMNS] + [queries.FLAG_COLUMN]
         frame = pd.DataFrame(data, columns=columns)
         del data

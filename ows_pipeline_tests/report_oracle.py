@@ -21,8 +21,8 @@ in plain Python over the source rows:
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Optional
 from zoneinfo import ZoneInfo

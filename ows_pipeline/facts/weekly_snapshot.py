@@ -27,7 +27,6 @@ an `etl_batches` row: re-running a week is idempotent.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 
