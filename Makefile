@@ -18,10 +18,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py
 
 install: $(VENV)/.installed  ## virtualenv with the package and its test tools
 
-system-deps:  ## Chromium and nginx for the end-to-end tests (Debian packages), when missing and apt is usable
+system-deps:  ## Chromium, nginx and openssl for the end-to-end tests (Debian packages), when missing and apt is usable
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "Installing Debian's$$missing for the end-to-end tests"; \
 		policy=""; \

@@ -26,7 +26,9 @@ import pytest
 
 from ows_pipeline_tests.conftest import IN_CI, create_pg_database, drop_pg_database
 from ows_pipeline_tests.e2e.proxy import Account, NginxProxy, nginx_binary
-from ows_pipeline_tests.e2e.stack import REPO_ROOT, VENV_BIN, DagsterStack, free_port, instance_env, unit_command
+from ows_pipeline_tests.e2e.stack import (
+    ASSET_JOB, LOCATION, REPO_ROOT, REPOSITORY, VENV_BIN, DagsterStack, free_port, instance_env, unit_command,
+)
 
 WAREHOUSE_PASSWORD = f"Wh-{uuid.uuid4().hex[:12]}-pw"
 SMTP_PASSWORD = f"Smtp-{uuid.uuid4().hex[:12]}-pw"
@@ -148,6 +150,23 @@ class ProxiedStack:
 
     def __init__(self, operator: DagsterStack, viewer: DagsterStack, proxy: NginxProxy):
         self.operator, self.viewer, self.proxy = operator, viewer, proxy
+
+    def newest_run_id(self) -> str:
+        """The newest run of the instance; when there is none yet, an operator launches a small one."""
+        runs = self.operator.graphql("{ runsOrError(limit: 1) { ... on Runs { results { runId } } } }")
+        if runs["runsOrError"]["results"]:
+            return runs["runsOrError"]["results"][0]["runId"]
+        result = self.proxy.graphql(
+            OPERATOR,
+            """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+            {"p": {"selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": ASSET_JOB,
+                                "assetSelection": [{"path": ["raw_ows_project"]}]}, "mode": "default"}},
+        )["launchRun"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        run_id = result["run"]["runId"]
+        assert self.operator.wait_for_run(run_id) == "SUCCESS", self.operator.logs()
+        return run_id
 
 
 @pytest.fixture(scope="session")

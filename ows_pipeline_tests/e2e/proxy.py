@@ -132,11 +132,17 @@ class NginxProxy:
     def htpasswd(self, role: str) -> Path:
         return self.conf_dir / "ows-dagster" / f"{role}s.htpasswd"
 
-    def audit_records(self) -> list[dict]:
+    def audit_records(self, at_least: int = 0, timeout: float = 10.0) -> list[dict]:
+        """The audit log's records, once there are `at_least` of them (nginx writes a record just
+        after it answers, so a client can read the log a moment too early)."""
         path = self.log_dir / "ows-dagster-audit.log"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        deadline = time.monotonic() + timeout
+        while True:
+            text = path.read_text() if path.exists() else ""
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            if len(records) >= at_least or time.monotonic() > deadline:
+                return records
+            time.sleep(0.1)
 
     def log_texts(self) -> dict[str, str]:
         return {p.name: p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log"))}
