@@ -22,7 +22,8 @@ connections = []
 sqlalchemy.event.listen(sqlalchemy.pool.Pool, "connect", lambda *a: connections.append(a))
 import ows_pipeline.definitions as d
 assert d.defs is not None
-heavy = [m for m in ("great_expectations", "openpyxl", "pandas", "psycopg2", "oracledb") if m in sys.modules]
+heavy = [m for m in ("great_expectations", "openpyxl", "xlsxwriter", "pandas", "numpy", "pyarrow", "psycopg2",
+                     "oracledb") if m in sys.modules]
 print("heavy:", heavy)
 print("connections:", len(connections))
 """

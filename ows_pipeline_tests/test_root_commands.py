@@ -34,7 +34,7 @@ def clone(tmp_path_factory) -> Path:
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
-    _run(target, "ows-pipeline", "demo-source", "--projects", "2", "--feeds-per-project", "2",
+    _run(target, "ows-pipeline", "demo-source", "--projects", "2", "--feeds-per-project", "3",
          "--workflows-per-project", "2", "--runs-per-day", "20", "--weeks", "1", "--as-of", AS_OF.isoformat(),
          "--quiet")
     return target

@@ -6,13 +6,6 @@ from ows_pipeline.defs.policies import EMAIL_RETRY_POLICY, weekly_report_freshne
 from ows_pipeline.partitions import weekly_partitions
 from ows_pipeline.reports import queries
 from ows_pipeline.reports.email import DeliveryError, SmtpSettings, send_report
-from ows_pipeline.reports.weekly_report import (
-    build_weekly_report,
-    find_data_docs,
-    kpi_rows,
-    report_path,
-    sha256_of,
-)
 from ows_pipeline.resources import SmtpResource, WarehouseResource
 from ows_pipeline.settings import Settings
 from ows_pipeline.weeks import Week
@@ -39,6 +32,8 @@ def ows_weekly_report(context: dg.AssetExecutionContext, warehouse: WarehouseRes
 
     Written to a temporary file and renamed into place; the same warehouse content gives the same bytes.
     """
+    from ows_pipeline.reports.weekly_report import build_weekly_report, report_path  # xlsxwriter: not at load
+
     settings = Settings.from_env()
     week = _week(context)
     path = report_path(settings.report_dir, week.key)
@@ -80,6 +75,8 @@ def ows_weekly_report_email(
     Transient errors are retried by the step's RetryPolicy (3 more attempts, 5 s doubling);
     permanent ones fail at once. The report file is only read.
     """
+    from ows_pipeline.reports.weekly_report import report_path, sha256_of  # xlsxwriter: not at load
+
     settings = Settings.from_env()
     week = _week(context)
     path = report_path(settings.report_dir, week.key)
@@ -124,6 +121,8 @@ def ows_weekly_report_email(
 
 def _data_docs(settings: Settings):
     """The Data Docs start page once the staging checks have built it."""
+    from ows_pipeline.reports.weekly_report import find_data_docs  # xlsxwriter: not at load
+
     from ows_pipeline.staging.data_docs import data_docs_index_path
 
     page = data_docs_index_path()
@@ -162,6 +161,8 @@ def _details(evaluation, limit: int = 300) -> str:
 
 
 def _body(week: Week, path, digest: str, warehouse: WarehouseResource) -> str:
+    from ows_pipeline.reports.weekly_report import kpi_rows  # xlsxwriter: not at load
+
     lines = [
         f"The OWS weekly report for the week of {week.key} ({week.timezone}) is attached.",
         "",
