@@ -40,7 +40,8 @@ $(DAGSTER_HOME)/dagster.yaml:  ## the embedded instance: SQLite run storage unde
 demo: install $(DAGSTER_HOME)/dagster.yaml  ## build the demo source and run the weekly pipeline on the embedded default
 	$(BIN)/ows-pipeline demo
 
-test: install system-deps  ## the whole test suite (PostgreSQL at 127.0.0.1:5432, Chromium, nginx)
+test: install system-deps  ## dg check defs, then the whole test suite (PostgreSQL at 127.0.0.1:5432, Chromium, nginx)
+	env -u DAGSTER_HOME $(BIN)/dg check defs
 	$(BIN)/python -m pytest -q ows_pipeline_tests
 
 dev: install $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI and daemon on http://127.0.0.1:3000
