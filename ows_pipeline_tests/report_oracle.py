@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Optional
 from zoneinfo import ZoneInfo
@@ -73,6 +73,24 @@ class SourceSnapshot:
         return out
 
 
+@dataclass
+class ExportSnapshot:
+    """A late `ows_export` upload: some OWS tables as they were at the file's business time `taken`."""
+
+    taken: dt.datetime
+    tables: dict[str, list[dict]]
+
+
+@dataclass
+class Version:
+    """One state of a reference key: from `effective` on; `by_run` when only a pipeline run could date it."""
+
+    effective: dt.datetime
+    row: dict
+    deleted: bool = False
+    by_run: bool = False
+
+
 @dataclass(frozen=True)
 class OracleWeek:
     key: str
@@ -104,18 +122,43 @@ class Oracle:
     sla: Optional[dict[str, int]] = None  # feed code -> minutes, None when no SLA list is loaded
     last_week_built: bool = True
     last_week_sla: Optional[dict[str, int]] = None  # the SLA list when last week was built
+    exports: list[ExportSnapshot] = field(default_factory=list)
 
     # ------------------------------------------------------------------ reference data as of an instant
 
-    def state_at(self, table: str, at: dt.datetime, upto: Optional[int] = None) -> dict:
-        """Rows of reference `table` by key as of `at`, from snapshots[:upto]."""
+    def timeline(self, table: str) -> dict[object, list[Version]]:
+        """Every state of every key of `table`, observation by observation (runs' copies and late exports,
+        in business-time order): a key moves at its `updated_at` when that moved forward, else at the
+        observation's time (a key gone from a full list, back in it, or reverted)."""
         key = REFERENCE.get(table, ("step_id",))[0]
-        found: dict = {}
-        for snap in reversed(self.snapshots[:upto]):
-            for row in snap.tables[table]:
+        observations = [(s.taken, True, s.tables[table]) for s in self.snapshots]
+        observations += [(e.taken, False, e.tables[table]) for e in self.exports if table in e.tables]
+        versions: dict = {}
+        for taken, is_run, rows in sorted(observations, key=lambda o: o[0]):
+            seen = set()
+            for row in rows:
                 k = row[key]
-                if k not in found and row["updated_at"] <= at:
-                    found[k] = row
+                seen.add(k)
+                history = versions.setdefault(k, [])
+                last = history[-1] if history else None
+                if last is not None and not last.deleted and _same(last.row, row):
+                    continue
+                moved = last is None or row["updated_at"] > last.effective
+                effective = row["updated_at"] if moved else taken
+                history.append(Version(effective, row, by_run=is_run and not moved))
+            for k, history in versions.items():
+                if k not in seen and not history[-1].deleted:
+                    history.append(Version(taken, history[-1].row, deleted=True, by_run=is_run))
+        return versions
+
+    def state_at(self, table: str, at: dt.datetime, include_gone: bool = True) -> dict:
+        """Rows of reference `table` by key as they were at `at` (a key gone from the extract keeps its
+        last row, as its dimension's closing version does, unless `include_gone` is false)."""
+        found = {}
+        for k, history in self.timeline(table).items():
+            valid = [v for v in history if v.effective <= at]
+            if valid and (include_gone or not valid[-1].deleted):
+                found[k] = valid[-1].row
         return found
 
     @property
@@ -249,41 +292,37 @@ class Oracle:
         return out
 
     def dimension_changes(self) -> Counter:
-        """(entity, code, change, field, old, new, when) for every dimension change of the week."""
+        """(entity, code, change, field, old, new, when) for every dimension change of the week: a state
+        dated by its business time in the week, or dated by a run that looked just after the week ended."""
         week, show = self.week, self._show
+        next_end = week.end + dt.timedelta(days=7)
+
+        def in_week(v: Version) -> bool:
+            return week.end <= v.effective < next_end if v.by_run else week.start <= v.effective < week.end
+
         out: Counter = Counter()
         versions: dict = {}
-        this_run = next((i for i, s in enumerate(self.snapshots) if s.taken >= week.end), len(self.snapshots) - 1)
         for table, (key, entity, code, _name) in REFERENCE.items():
-            old = self.state_at(table, week.start, upto=this_run + 1)
-            new = self.state_at(table, week.end, upto=this_run + 1)
-            for k, row in new.items():
-                when = week.local(row["updated_at"])
-                if row["updated_at"] < week.start:
-                    continue
-                prior = old.get(k)
-                active = row.get("active_flag", "Y") == "Y"
-                if prior is None:
-                    out[(entity, row[code], "added" if active else "retired", None, None, None, when)] += 1
-                    versions[("added", row[code])] = row.get("version")
-                    continue
-                was_active = prior.get("active_flag", "Y") == "Y"
-                if was_active != active:
-                    out[(entity, row[code], "retired" if was_active else "reactivated", None, None, None, when)] += 1
-                    continue
-                diffs = [c for c in row if c not in NOT_COMPARED and c != key and row[c] != prior[c]]
-                for c in diffs:
-                    out[(entity, row[code], "changed", c, show(prior[c]), show(row[c]), when)] += 1
-                versions[("ended", row[code])] = row.get("version")
-            next_end = week.end + dt.timedelta(days=7)
-            for i in range(1, len(self.snapshots)):  # keys gone from the extracts taken after the week ended
-                if not week.end <= self.snapshots[i].taken < next_end:
-                    continue
-                seen_before = {r[key]: r for r in self.snapshots[i - 1].tables[table]}
-                seen_now = {r[key] for r in self.snapshots[i].tables[table]}
-                for k in seen_before.keys() - seen_now:
-                    out[(entity, seen_before[k][code], "retired", None, None, None,
-                         week.local(self.snapshots[i].taken))] += 1
+            for history in self.timeline(table).values():
+                for i, v in enumerate(history):
+                    if not in_week(v):
+                        continue
+                    prior = history[i - 1] if i else None
+                    row, when = v.row, week.local(v.effective)
+                    active = not v.deleted and row.get("active_flag", "Y") == "Y"
+                    if prior is None:
+                        out[(entity, row[code], "added" if active else "retired", None, None, None, when)] += 1
+                        versions[("added", row[code])] = row.get("version")
+                        continue
+                    was_active = not prior.deleted and prior.row.get("active_flag", "Y") == "Y"
+                    if was_active != active:
+                        out[(entity, row[code], "retired" if was_active else "reactivated", None, None, None,
+                             when)] += 1
+                        continue
+                    for c in row:
+                        if c not in NOT_COMPARED and c != key and row[c] != prior.row[c]:
+                            out[(entity, row[code], "changed", c, show(prior.row[c]), show(row[c]), when)] += 1
+                    versions[("ended", row[code])] = row.get("version")
         return _merge_versions(out, versions)
 
     def bad_step_statuses(self) -> int:
@@ -301,6 +340,10 @@ class Oracle:
         if isinstance(value, dt.datetime):
             return self.week.local(value).strftime("%Y-%m-%d %H:%M:%S")
         return str(value)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(a.get(c) == b.get(c) for c in set(a) | set(b) if c not in ("updated_at", "created_at"))
 
 
 def _merge_versions(changes: Counter, versions: dict) -> Counter:

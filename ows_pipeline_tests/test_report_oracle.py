@@ -4,14 +4,19 @@ The real weekly job runs on the demo source week after week, as the schedule wou
 advanced to each Sunday 02:00, the job run for the week just ended). After each run the source
 is copied: the oracle computes what each workbook must say from those copies only. Covered:
 the first week ever built (no last week: blank, not 0), consecutive weeks, a week with no SLA
-list (SLA breaches unknown) and one with an SLA list, and the first week rebuilt by a backfill
-after later weeks exist (with the SLA list loaded since).
+list (SLA breaches unknown) and one with an SLA list, a week with a rejected value and a failed
+check, a failed run that is the latest of its workflow, the first week rebuilt by a backfill
+after later weeks exist (with the SLA list loaded since), and the second week rebuilt after a
+late `ows_export` upload changed its history.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +28,7 @@ from ows_pipeline.demo.source import advance_demo, generate_demo
 from ows_pipeline.resources import OwsSourceResource, SmtpResource, WarehouseResource, make_engine
 from ows_pipeline.weeks import Week
 from ows_pipeline_tests.report_oracle import (
+    ExportSnapshot,
     Oracle,
     OracleWeek,
     SourceSnapshot,
@@ -36,6 +42,7 @@ SIZES = dict(projects=3, feeds_per_project=3, workflows_per_project=3, runs_per_
 SLA = {"CALYPSO_01": 20, "SUMMIT_02": 45, "FLEXCUBE_01": 30, "CLEARSTREAM_01": 600}
 STAGING = ["ows_project", "ows_feed", "ows_match_process", "ows_workflow", "ows_workflow_step", "ows_workflow_run",
            "ows_run_step_status", "ows_run_step_history"]
+EXPORT_AS_OF = dt.datetime(2026, 11, 11, tzinfo=dt.timezone.utc)  # the middle of the second week
 NO_DATA_DOCS = {"ops": {f"stg_{t}": {"config": {"data_docs": False}} for t in STAGING}}
 
 
@@ -112,6 +119,7 @@ class Scenario:
             "smtp": SmtpResource(),
         })
         self.snapshots: list[SourceSnapshot] = []
+        self.exports: list[ExportSnapshot] = []
         self.reports: dict[str, Path] = {}
 
     def _snapshot(self, taken: dt.datetime) -> None:
@@ -149,7 +157,46 @@ class Scenario:
             )
             assert backfill.success
             self._keep_report(WEEKS[0], "backfill")
+            self._late_export()
+            rebuilt = job.execute_in_process(
+                partition_key=WEEKS[1], instance=instance,
+                asset_selection=[dg.AssetKey("fct_workflow_run_weekly"), dg.AssetKey("ows_weekly_report")],
+            )
+            assert rebuilt.success
+            self._keep_report(WEEKS[1], "export")
         return self
+
+    def _late_export(self) -> None:
+        """An `ows_export` of the projects as they were in the middle of the second week, uploaded after the
+        third: one project had another name for a while (the weekly extracts never saw it)."""
+        from ows_pipeline.uploads.landing import LandingFolder
+        from ows_pipeline.uploads.limits import UploadLimits
+        from ows_pipeline.uploads.processing import process_upload
+        from ows_pipeline.uploads.sensing import sensor_tick
+
+        at = EXPORT_AS_OF
+        state = Oracle(self.snapshots, OracleWeek.of(WEEKS[1], TZ)).state_at("ows_project", at, include_gone=False)
+        rows = [dict(r) for _, r in sorted(state.items())]
+        rows[0]["project_name"] = rows[0]["project_name"] + " (interim)"
+        rows[0]["updated_at"] = at - dt.timedelta(hours=12)
+        columns = ["project_id", "project_code", "project_name", "business_unit", "owner", "active_flag",
+                   "created_at", "updated_at"]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([row[c].strftime("%Y-%m-%d %H:%M:%S") if isinstance(row[c], dt.datetime) else row[c]
+                             for c in columns])
+        landing = LandingFolder(self.tmp / "landing")
+        landing.ensure()
+        (landing.root / "ows_export" / f"ows_project_{at:%Y-%m-%d}.csv").write_text(buffer.getvalue())
+        limits = UploadLimits(settle_seconds=0)
+        first = sensor_tick(self.warehouse, landing, None, limits, now=time.time() + 60)
+        tick = sensor_tick(self.warehouse, landing, first.cursor, limits, now=time.time() + 61)
+        (request,) = tick.requests
+        outcome = process_upload(self.warehouse, landing, request.upload_id, limits=limits)
+        assert outcome.status == "LOADED", outcome.summary
+        self.exports.append(ExportSnapshot(at, {"ows_project": rows}))
 
     def oracle(self, key: str, *, upto: int, sla, last_week_built: bool) -> Oracle:
         """The oracle of a week built live: the source as then; last week was built without an SLA list."""
@@ -163,6 +210,9 @@ def _check_every_week(scenario: Scenario) -> None:
         WEEKS[2]: scenario.oracle(WEEKS[2], upto=3, sla=SLA, last_week_built=True),  # an SLA list
         # the first week rebuilt after later weeks exist, from the source as it is now, with the SLA list
         "backfill": Oracle(scenario.snapshots, OracleWeek.of(WEEKS[0], TZ), sla=SLA, last_week_built=False),
+        # the second week rebuilt after a late export changed its history (last week: the backfilled first)
+        "export": Oracle(scenario.snapshots, OracleWeek.of(WEEKS[1], TZ), sla=SLA, last_week_built=True,
+                         last_week_sla=SLA, exports=scenario.exports),
     }
     problems = {label: compare_workbook(scenario.reports[label], oracle) for label, oracle in cases.items()}
     assert problems == {label: [] for label in cases}
@@ -175,9 +225,11 @@ def _check_every_week(scenario: Scenario) -> None:
     failed_latest = [r for r in cases[WEEKS[2]].latest_snapshot().values() if r["Error"]]
     assert failed_latest and failed_latest[0]["Assigned user"], "the error columns would go untested"
     assert sum(len(cases[w].dimension_changes()) for w in WEEKS[1:]) > 0
+    interim = [c for c in cases["export"].dimension_changes() if c[3] == "project_name" and "(interim)" in (c[5] or "")]
+    assert interim, "the late export's rename is in the rebuilt week's changes"
 
     # The Data quality sheet holds the week's loads (the run that built it) and the week's snapshot build.
-    for label in WEEKS + ["backfill"]:
+    for label in WEEKS + ["backfill", "export"]:
         sheet = openpyxl.load_workbook(scenario.reports[label])["Data quality"]
         tables = {r[0]: r for r in sheet.iter_rows(values_only=True) if r[0]}
         assert {"raw_ows_workflow_run", "stg_ows_workflow_run", "fct_workflow_run_weekly"} <= set(tables), label
