@@ -80,6 +80,22 @@ def _bad_step_status(source_url: str, week: Week) -> None:
     engine.dispose()
 
 
+def _ad_hoc_feed(source_url: str, week: Week, *, remove: bool = False) -> None:
+    """A feed added during the week (nothing refers to it), or removed from the source again."""
+    engine = sa.create_engine(source_url)
+    at = (week.start_utc + dt.timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S.000000")
+    with engine.begin() as conn:
+        if remove:
+            conn.execute(sa.text("DELETE FROM ows_feed WHERE feed_id = 9999"))
+        else:
+            conn.execute(sa.text(
+                "INSERT INTO ows_feed (feed_id, project_id, feed_code, feed_name, source_system, side, "
+                "expected_schedule, active_flag, created_at, updated_at) SELECT 9999, MIN(project_id), 'ADHOC_99', "
+                "'Ad hoc extract', 'MANUAL', 'SOURCE', 'WEEKDAYS 06:00', 'Y', :at, :at FROM ows_project"
+            ), {"at": at})
+    engine.dispose()
+
+
 def _fail_latest_run(source_url: str, week: Week) -> None:
     """The latest run of one workflow, ended in the week, failed at its last step (error, message, user)."""
     engine = sa.create_engine(source_url)
@@ -142,8 +158,11 @@ class Scenario:
                     generate_demo(self.source_url, as_of=at, seed=5, **SIZES)
                 else:
                     advance_demo(self.source_url, as_of=at)
+                if key == WEEKS[0]:
+                    _ad_hoc_feed(self.source_url, Week.from_key(key, TZ))
                 if key == WEEKS[1]:
                     _bad_step_status(self.source_url, Week.from_key(key, TZ))
+                    _ad_hoc_feed(self.source_url, Week.from_key(key, TZ), remove=True)
                 if key == WEEKS[2]:
                     _insert_sla(self.warehouse)
                     _fail_latest_run(self.source_url, Week.from_key(key, TZ))
@@ -225,6 +244,10 @@ def _check_every_week(scenario: Scenario) -> None:
     failed_latest = [r for r in cases[WEEKS[2]].latest_snapshot().values() if r["Error"]]
     assert failed_latest and failed_latest[0]["Assigned user"], "the error columns would go untested"
     assert sum(len(cases[w].dimension_changes()) for w in WEEKS[1:]) > 0
+    # the feed that left the source during the second week is reported in that week, dated by the run that saw it
+    gone = [c for c in cases[WEEKS[1]].dimension_changes() if c[:3] == ("Feed", "ADHOC_99", "retired")]
+    assert gone and gone[0][6] == OracleWeek.of(WEEKS[1], TZ).local(run_time(WEEKS[1]))
+    assert not [c for c in cases[WEEKS[2]].dimension_changes() if c[1] == "ADHOC_99"]
     interim = [c for c in cases["export"].dimension_changes() if c[3] == "project_name" and "(interim)" in (c[5] or "")]
     assert interim, "the late export's rename is in the rebuilt week's changes"
 
