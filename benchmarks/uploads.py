@@ -7,6 +7,15 @@
    staging suite, staging table, SCD2 merge into `dim_project`, registry), each in a fresh
    process: rows/s and peak RSS. Baseline: reading the same file with pandas / openpyxl only.
 
+3. Hostile files (an expansion bomb, deep nesting, millions of tiny values, a million-digit
+   number, a never-closed quote): time to refusal and peak RSS, each in a fresh process.
+   Baseline: the library's own plain parse of the same bytes (`yaml.safe_load`, `json.loads`,
+   `csv.reader`) in a fresh process, which holds the whole document (or fails) without any
+   of the checks.
+
+A file is settled after two observations, so each tick measured is the second sight of its
+new files (the first-sight tick is measured too).
+
 Small sizes by default; `--full` runs the sizes of the target (10,000 files, 500,000 rows).
 
     .venv/bin/python benchmarks/uploads.py            # about a minute
@@ -123,11 +132,15 @@ def bench_tick(archived: int, repeats: int, pg: str | None) -> list[tuple]:
             landing.ensure()
             _fill_archive(engine, landing, size)
             cursor = None
-            times = []
+            times, sights = [], []
             for round_ in range(repeats):
                 new = _drop_new(landing, round_)
                 started = time.perf_counter()
-                tick = sensor_tick(engine, landing, cursor, limits, now=time.time() + 60)
+                first = sensor_tick(engine, landing, cursor, limits, now=time.time() + 60)
+                sights.append(time.perf_counter() - started)
+                assert len(first.waiting) == 10, first.log
+                started = time.perf_counter()
+                tick = sensor_tick(engine, landing, first.cursor, limits, now=time.time() + 61)
                 times.append(time.perf_counter() - started)
                 assert len(tick.requests) == 10, tick.log
                 cursor = tick.cursor
@@ -138,7 +151,8 @@ def bench_tick(archived: int, repeats: int, pg: str | None) -> list[tuple]:
                 started = time.perf_counter()
                 _naive_scan(landing.root)
                 naive.append(time.perf_counter() - started)
-            results.append((label, statistics.median(times), max(times), statistics.median(naive)))
+            results.append((label, statistics.median(times), max(times), statistics.median(naive),
+                            statistics.median(sights)))
             engine.dispose()
         finally:
             drop()
@@ -204,7 +218,8 @@ def child_load(file: str, url: str, max_rows: int) -> dict:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     limits = UploadLimits.from_env()
     started = time.perf_counter()
-    tick = sensor_tick(engine, landing, None, limits, now=time.time() + 60)
+    first = sensor_tick(engine, landing, None, limits, now=time.time() + 60)
+    tick = sensor_tick(engine, landing, first.cursor, limits, now=time.time() + 61)
     (request,) = tick.requests
     outcome = process_upload(engine, landing, request.upload_id, limits=limits)
     seconds = time.perf_counter() - started
@@ -232,6 +247,97 @@ def child_read(file: str) -> dict:
     seconds = time.perf_counter() - started
     return {"rows": rows, "seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rss_before_mb": rss_before / 1024}
+
+
+# --- 3. hostile files ----------------------------------------------------------------------------
+
+
+def _bomb() -> bytes:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        previous, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
+    bomb = ("\n".join(lines) + "\nj: [*i]\n").encode()
+    return b"# " + b"x" * (619 - len(bomb) - 3) + b"\n" + bomb
+
+
+# The hostile documents, each built only when measured (the bomb: the 619-byte file with 73 aliases).
+HOSTILE = {
+    "bomb.yaml": _bomb,
+    "deep.json": lambda: b"[" * 500_000 + b"]" * 500_000,
+    "tiny_values.json": lambda: b"[" + b"{}," * 2_999_999 + b"{}]",
+    "digits.json": lambda: b'[{"feed_code": "A", "expected_arrival_time": "07:30", "owner_team": "Ops", '
+                           b'"sla_minutes": ' + b"7" * 1_000_000 + b"}]",
+    "open_quote.csv": lambda: (
+        "feed_code,expected_arrival_time,sla_minutes,owner_team\n" + 'A,07:30,30,"' + "x" * 20_000_000 + "\n"
+    ).encode(),
+}
+
+
+def _peak_rss_mb() -> float:
+    """The peak RSS since the last reset (Linux VmHWM), in MiB."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak_rss() -> float:
+    """Reset the peak to the current RSS (Linux: `5` to /proc/self/clear_refs); returns the current RSS."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child_hostile(name: str, baseline: bool) -> dict:
+    """In a fresh process: refuse one hostile file (or, as the baseline, parse it with the library)."""
+    import csv
+    import io
+
+    import yaml  # noqa: F401 - imported by both sides before measuring
+
+    from ows_pipeline.uploads.limits import UploadLimits
+    from ows_pipeline.uploads.processing import prepare
+    from ows_pipeline.uploads.problems import FileRejected
+
+    data = HOSTILE[name]()
+    rss_before = _reset_peak_rss()  # the file's own bytes are held by both sides
+    started = time.perf_counter()
+    outcome = ""
+    try:
+        if not baseline:
+            prepare("feed_sla", name, data, UploadLimits())
+            outcome = "accepted"
+        elif name.endswith(".yaml"):
+            yaml.safe_load(data)
+            outcome = "parsed"
+        elif name.endswith(".json"):
+            json.loads(data)
+            outcome = "parsed"
+        else:
+            outcome = f"parsed {sum(1 for _ in csv.reader(io.StringIO(data.decode())))} records"
+    except FileRejected as exc:
+        outcome = exc.problems[0].rule
+    except Exception as exc:  # noqa: BLE001 - the baseline's own failure is its outcome
+        outcome = type(exc).__name__
+    seconds = time.perf_counter() - started
+    return {"outcome": outcome, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": rss_before,
+            "size": len(data)}
+
+
+def bench_hostile(repeats: int) -> list[tuple]:
+    results = []
+    for name in HOSTILE:
+        ours = [_child(["--child-hostile", name]) for _ in range(repeats)]
+        base = [_child(["--child-hostile", name, "--baseline"]) for _ in range(repeats)]
+        results.append((name, ours[0]["size"], ours[0]["outcome"], statistics.median(r["seconds"] for r in ours),
+                        max(r["peak_rss_mb"] for r in ours), base[0]["outcome"],
+                        statistics.median(r["seconds"] for r in base), max(r["peak_rss_mb"] for r in base),
+                        min(r["rss_before_mb"] for r in ours + base)))
+    return results
 
 
 def _child(args: list[str]) -> dict:
@@ -283,6 +389,9 @@ def main() -> None:
     parser.add_argument("--pg", help="PostgreSQL admin URL: run against fresh PostgreSQL databases")
     parser.add_argument("--skip-tick", action="store_true")
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-hostile", action="store_true")
+    parser.add_argument("--child-hostile", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-load", help=argparse.SUPPRESS)
     parser.add_argument("--child-read", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -294,6 +403,9 @@ def main() -> None:
     if args.child_read:
         print(json.dumps(child_read(args.child_read)))
         return
+    if args.child_hostile:
+        print(json.dumps(child_hostile(args.child_hostile, args.baseline)))
+        return
     archived = args.archived or (10_000 if args.full else 1_000)
     rows = args.rows or (500_000 if args.full else 20_000)
     warehouse = "PostgreSQL" if args.pg else "SQLite"
@@ -301,12 +413,13 @@ def main() -> None:
     if not args.skip_tick:
         repeats = args.repeats or 5
         print(f"\n## One sensor tick, 10 new files (median of {repeats}; target < 2 s)\n")
-        print("| archive | tick median (s) | tick max (s) | naive walk+hash (s) | tick vs baseline |")
-        print("|---|---:|---:|---:|---:|")
+        print("| archive | first-sight tick (s) | tick median (s) | tick max (s) | naive walk+hash (s) "
+              "| tick vs baseline |")
+        print("|---|---:|---:|---:|---:|---:|")
         ticks = bench_tick(archived, repeats, args.pg)
         base = ticks[0][1]
-        for label, median, worst, naive in ticks:
-            print(f"| {label} | {median:.3f} | {worst:.3f} | {naive:.3f} | {median / base:.2f}x |")
+        for label, median, worst, naive, sight in ticks:
+            print(f"| {label} | {sight:.3f} | {median:.3f} | {worst:.3f} | {naive:.3f} | {median / base:.2f}x |")
     if not args.skip_load:
         repeats = args.repeats or (1 if args.full else 3)
         formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -319,6 +432,16 @@ def main() -> None:
         ):
             print(f"| {fmt} | {n:,} | {size_mb:.1f} | {read_s:.2f} | {read_rss:.0f} | {load_s:.2f} | {rate:,.0f} "
                   f"| {rss:.0f} | {before:.0f} | {load_s / read_s:.1f}x |")
+
+    if not args.skip_hostile:
+        repeats = args.repeats or 3
+        print(f"\n## Hostile files: refusal vs the library's plain parse (median of {repeats}, fresh process each)\n")
+        print("| file | bytes | refused as | time (s) | peak RSS MB | baseline outcome | baseline time (s) "
+              "| baseline peak RSS MB | RSS at start MB (file included) | time vs baseline |")
+        print("|---|---:|---|---:|---:|---|---:|---:|---:|---:|")
+        for name, size, rule, secs, rss, b_out, b_secs, b_rss, start in bench_hostile(repeats):
+            print(f"| {name} | {size:,} | {rule} | {secs:.3f} | {rss:.0f} | {b_out} | {b_secs:.3f} | {b_rss:.0f} "
+                  f"| {start:.0f} | {secs / max(b_secs, 1e-6):.2f}x |")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,16 @@ from ows_pipeline_tests.upload_corpus import ACCEPTED_WITH_WARNINGS, BAD_FILES, 
 LATER = time.time() + 3600  # every file counts as settled
 
 
-def _upload(tmp_path: Path, bad: BadFile):
-    engine = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}", role="warehouse")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request, tmp_path):
+    """Every corpus file on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def _upload(tmp_path: Path, bad: BadFile, url: str):
+    engine = make_engine(url, role="warehouse")
     create_warehouse_tables(engine)
     landing = LandingFolder(tmp_path / "landing")
     landing.ensure()
@@ -46,8 +54,8 @@ def test_corpus_has_at_least_30_distinct_bad_files():
 
 
 @pytest.mark.parametrize("bad", BAD_FILES, ids=[b.case for b in BAD_FILES])
-def test_bad_file_is_rejected_with_its_own_message_and_nothing_loaded(tmp_path, bad):
-    engine, landing, original, outcomes = _upload(tmp_path, bad)
+def test_bad_file_is_rejected_with_its_own_message_and_nothing_loaded(tmp_path, bad, url):
+    engine, landing, original, outcomes = _upload(tmp_path, bad, url)
     with engine.connect() as conn:
         (entry,) = conn.execute(sa.select(upload_registry)).all()
         errors = conn.execute(sa.select(data_errors).where(data_errors.c.severity == "ERROR")).all()
@@ -55,6 +63,8 @@ def test_bad_file_is_rejected_with_its_own_message_and_nothing_loaded(tmp_path, 
         loaded += conn.execute(sa.select(sa.func.count()).select_from(ref_project_metadata)).scalar_one()
         staged = conn.execute(sa.text("SELECT COUNT(*) FROM stg_ows_project")).scalar_one()
     assert entry.status == "REJECTED", entry.error_summary
+    # every refusal, by the sensor or by the run, has its run, which fails (and so sends the failure notice)
+    assert [o.status for o in outcomes] == ["REJECTED"], [o.summary for o in outcomes]
     assert loaded == 0 and staged == 0
     rules = {e.rule for e in errors}
     assert bad.rule in rules, (rules, entry.error_summary)
@@ -76,6 +86,8 @@ def test_bad_file_is_rejected_with_its_own_message_and_nothing_loaded(tmp_path, 
         ["landing", "warehouse.db"],
         ["landing", "outside_secret.csv", "warehouse.db", "warehouse.db-shm", "warehouse.db-wal"],
         ["landing", "outside_secret.csv", "warehouse.db"],
+        ["landing"],  # PostgreSQL
+        ["landing", "outside_secret.csv"],
     )
 
 
@@ -101,8 +113,8 @@ def test_every_bad_file_has_its_own_message(tmp_path):
 
 
 @pytest.mark.parametrize("accepted", ACCEPTED_WITH_WARNINGS, ids=[a.case for a in ACCEPTED_WITH_WARNINGS])
-def test_warnings_do_not_refuse_the_file(tmp_path, accepted):
-    engine, landing, _original, outcomes = _upload(tmp_path, accepted)
+def test_warnings_do_not_refuse_the_file(tmp_path, accepted, url):
+    engine, landing, _original, outcomes = _upload(tmp_path, accepted, url)
     (outcome,) = outcomes
     assert outcome.status == "LOADED"
     assert accepted.rule in {w.rule for w in outcome.warnings}
@@ -115,7 +127,7 @@ def test_warnings_do_not_refuse_the_file(tmp_path, accepted):
 
 def test_formula_like_text_is_kept_verbatim(tmp_path):
     formula = next(a for a in ACCEPTED_WITH_WARNINGS if a.rule == "formula_like")
-    engine, _landing, _original, _outcomes = _upload(tmp_path, formula)
+    engine, _landing, _original, _outcomes = _upload(tmp_path, formula, f"sqlite:///{tmp_path / 'warehouse.db'}")
     with engine.connect() as conn:
         row = conn.execute(sa.select(ref_feed_sla)).one()
     assert row.owner_team == '=HYPERLINK("http://x")'
