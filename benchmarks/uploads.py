@@ -195,6 +195,7 @@ def child_load(file: str, url: str, max_rows: int) -> dict:
 
     os.environ["OWS_UPLOAD_MAX_ROWS"] = str(max_rows)
     os.environ["OWS_UPLOAD_MAX_BYTES"] = str(2 * 1024**3)
+    os.environ["OWS_UPLOAD_SETTLE_SECONDS"] = "0"  # the two observations follow each other
     from ows_pipeline.resources import make_engine
     from ows_pipeline.uploads.landing import LandingFolder
     from ows_pipeline.uploads.limits import UploadLimits
