@@ -251,6 +251,7 @@ def process_upload(
         )
     path = landing.absolute(upload.current_path)
     batch_id = new_batch_id()
+    read_at = _signature(path)
     try:
         data = read_upload(path, limits.max_bytes)
     except FileNotFoundError:
@@ -269,9 +270,8 @@ def process_upload(
         problem = Problem("not_a_file", f"the upload cannot be opened as a plain file: {exc.strerror or exc}",
                           "upload the file itself, not a link or a special file")
         return reject_upload(engine, landing, upload, [problem], batch_id=batch_id, run_id=run_id)
-    read_at = _signature(path)
     sha = hashlib.sha256(data).hexdigest()
-    if upload.sha256 and sha != upload.sha256:
+    if (upload.sha256 and sha != upload.sha256) or read_at is None or read_at[0] != len(data):
         problem = Problem(
             "changed_after_arrival",
             "the file changed after it was registered (it was still being written or was replaced)",

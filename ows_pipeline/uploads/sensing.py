@@ -164,7 +164,7 @@ def sensor_tick(
     next_seen: dict[str, list] = {}
     next_requested: dict[str, list] = {}
     next_refused: dict[str, list] = {}
-    handled = 0
+    handled = observed = 0
     for candidate in landing.scan():
         key = candidate.relative
         shown = shown_name(key)
@@ -175,8 +175,14 @@ def sensor_tick(
         if refused.get(key) == quick:
             next_refused[key] = quick  # refused, and could not be moved: said once
             continue
-        signature = observe(candidate)
         previous = seen.get(key)
+        if observed and time.monotonic() - started > budget_seconds:
+            if previous:
+                next_seen[key] = previous  # observed again next tick
+            tick.deferred.append(key)
+            continue
+        signature = observe(candidate)
+        observed += 1
         if not previous or previous[:3] != signature:
             next_seen[key] = signature + [now]
             tick.waiting.append(key)
@@ -199,9 +205,9 @@ def sensor_tick(
                 f"{shown}: could not be registered, will retry next tick: "
                 f"{type(exc).__name__}: {shown_name(str(exc)[:300])}"
             )
-    for name, where in ((n, "at the top of the landing folder") for n in landing.stray_files()):
+    for name in landing.stray_files():
         tick.log.append(
-            f"'{shown_name(name)}' lies {where} and is ignored: move it into one of "
+            f"'{shown_name(name)}' lies at the top of the landing folder and is ignored: move it into one of "
             f"{', '.join(k + '/' for k in KIND_NAMES)}"
         )
     for folder in landing.folders():
