@@ -1,16 +1,20 @@
-"""Benchmark: the SCD2 merge engine against a dbt snapshot, on the same data, in the same run.
+"""Benchmark: the SCD2 merge engine against a dbt snapshot, end to end, on the same data, in the same run.
 
-A dimension of N keys is loaded; then a full extract with 4% of keys changed, 1% deleted and
-1% new (the delta batch); then the same extract again at a later as-of (nothing changed).
-Ours runs on PostgreSQL and SQLite; the baseline is `dbt snapshot` (check strategy on the same
-tracked columns, `hard_deletes: new_record`) on PostgreSQL, from the virtualenv .venv-dbt.
+A dimension of N keys is loaded from a source table in the warehouse; then the source becomes a
+full extract with 4% of keys changed, 1% deleted and 1% new (the delta batch); then the same
+extract is merged again at a later as-of (nothing changed). Both systems read the same
+`bench_source` table on the same PostgreSQL: ours as `merge_scd2(engine, spec, select(bench_source))`
+in a fresh Python process (interpreter start, imports and reading the staged rows included),
+the baseline as `dbt snapshot` (check strategy on the same tracked columns,
+`hard_deletes: new_record`) from the virtualenv .venv-dbt. The two alternate step by step;
+wall times are medians of the runs, peak RSS is each process's own (wait4).
 
     .venv/bin/python benchmarks/scd2.py                      # 100k keys, 3 runs
     .venv/bin/python benchmarks/scd2.py --keys 1000000       # the full size
-    .venv/bin/python benchmarks/scd2.py --no-dbt --no-sqlite
+    .venv/bin/python benchmarks/scd2.py --no-dbt --sqlite    # ours on SQLite as well
 
-Reports wall times (medians), ours/dbt ratios, source rows/s, and whether the two histories
-agree on every key's sequence of versions.
+Reports wall times (medians), ours/dbt ratios against the targets, peak RSS, and whether the two
+histories agree on every key's sequence of versions.
 """
 
 from __future__ import annotations
@@ -26,15 +30,18 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ows_pipeline.scd2 import declare_dimension, merge_scd2, scd2_batches  # noqa: E402
+from ows_pipeline.warehouse.bulk import write_arrow  # noqa: E402
 from ows_pipeline.warehouse.schema import data_errors, etl_batches  # noqa: E402
 from scratch_db import create_database, drop_database  # noqa: E402
 
@@ -73,6 +80,9 @@ source_table = sa.Table(
 
 
 def initial_batch(n: int, seed: int = 7) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
     rng = np.random.default_rng(seed)
     ids = np.arange(1, n + 1)
     return pd.DataFrame(
@@ -90,6 +100,9 @@ def initial_batch(n: int, seed: int = 7) -> pd.DataFrame:
 
 def delta_batch(base: pd.DataFrame, seed: int = 11) -> tuple[pd.DataFrame, dict]:
     """4% changed, 1% deleted, 1% new keys."""
+    import numpy as np
+    import pandas as pd
+
     rng = np.random.default_rng(seed)
     n = len(base)
     order = rng.permutation(n)
@@ -121,33 +134,44 @@ def fresh_tables(engine: sa.Engine) -> None:
             t.create(conn)
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def write_source(engine: sa.Engine, frame: pd.DataFrame) -> None:
+    """The batch as a table in the warehouse (what a staging table is), written with the bulk writer."""
+    with engine.begin() as conn:
+        conn.execute(source_table.delete())
+        write_arrow(conn, source_table, frame[[c.name for c in source_table.columns]])
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE bench_source")
 
 
-def run_ours(engine: sa.Engine, initial: pd.DataFrame, delta: pd.DataFrame, late: pd.DataFrame | None = None) -> dict:
-    fresh_tables(engine)
-    times = {"initial": timed(lambda: merge_scd2(engine, SPEC, initial, T0, batch_id=f"i-{uuid.uuid4().hex[:8]}"))}
-    stats = {}
+def merge_step(url: str, as_of: str, batch_id: str) -> None:
+    """One merge of `bench_source` into `dim_bench`, as the child process the benchmark times."""
+    engine = sa.create_engine(url)
+    stats = merge_scd2(engine, SPEC, sa.select(source_table), dt.datetime.fromisoformat(as_of), batch_id=batch_id)
+    print(json.dumps(stats.as_metadata()))
 
-    def delta_run():
-        stats["delta"] = merge_scd2(engine, SPEC, delta, T1, batch_id=f"d-{uuid.uuid4().hex[:8]}")
 
-    def rerun():
-        stats["rerun"] = merge_scd2(engine, SPEC, delta, T2, batch_id=f"r-{uuid.uuid4().hex[:8]}")
+def timed_process(cmd: list[str], env: dict | None = None, cwd=None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB of that process, stdout) of one child process."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd[:3]} failed:\n{stdout}\n{err.read()}")
+    return wall, usage.ru_maxrss / 1024, stdout
 
-    times["delta"] = timed(delta_run)
-    times["rerun"] = timed(rerun)
-    if late is not None:  # an old full extract arriving late, slotted between the first two
 
-        def late_run():
-            stats["late"] = merge_scd2(engine, SPEC, late, T0 + dt.timedelta(days=3), batch_id=f"l-{uuid.uuid4().hex[:8]}")
-
-        times["late"] = timed(late_run)
-    times["stats"] = {k: v.as_metadata() for k, v in stats.items()}
-    return times
+def run_ours(url: str, step: str) -> dict:
+    as_of = {"initial": T0, "delta": T1, "rerun": T2, "late": T0 + dt.timedelta(days=3)}[step]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--merge-step", url, as_of.isoformat(),
+           f"{step[0]}-{uuid.uuid4().hex[:8]}"]
+    wall, rss, out = timed_process(cmd)
+    return {"wall": wall, "rss_mib": rss, "stats": json.loads(out.strip().splitlines()[-1])}
 
 
 # ------------------------------------------------------------------ dbt
@@ -162,18 +186,8 @@ def dbt_available() -> str | None:
     return None
 
 
-def write_source(engine: sa.Engine, frame: pd.DataFrame) -> None:
-    from ows_pipeline.scd2.batch import _copy_frame
-
-    with engine.begin() as conn:
-        conn.execute(source_table.delete())
-        cols = [c.name for c in source_table.columns]
-        _copy_frame(conn, source_table, cols, frame[cols])
-        conn.exec_driver_sql("ANALYZE bench_source")
-
-
-def dbt_snapshot(url: sa.URL, workdir: Path) -> tuple[float, float]:
-    """Run `dbt snapshot`; returns (wall seconds, dbt's own execution seconds of the snapshot)."""
+def dbt_snapshot(url: sa.URL, workdir: Path) -> dict:
+    """Run `dbt snapshot`: wall seconds, peak RSS, and dbt's own execution seconds of the snapshot."""
     profiles = workdir / "profiles.yml"
     profiles.write_text(
         json.dumps(
@@ -201,33 +215,9 @@ def dbt_snapshot(url: sa.URL, workdir: Path) -> tuple[float, float]:
         str(DBT), "snapshot", "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(workdir),
         "--target-path", str(workdir / "target"), "--log-path", str(workdir / "logs"), "--quiet",
     ]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=workdir)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"dbt snapshot failed:\n{proc.stdout}\n{proc.stderr}")
+    wall, rss, _ = timed_process(cmd, env=env, cwd=workdir)
     results = json.loads((workdir / "target" / "run_results.json").read_text())
-    return wall, sum(r.get("execution_time", 0.0) for r in results["results"])
-
-
-def run_dbt(engine: sa.Engine, initial: pd.DataFrame, delta: pd.DataFrame) -> dict:
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS bench_snapshot")
-    with tempfile.TemporaryDirectory(prefix="dbt_scd2_") as tmp:
-        work = Path(tmp)
-        write_source(engine, initial)
-        initial_wall, initial_exec = dbt_snapshot(engine.url, work)
-        write_source(engine, delta)
-        delta_wall, delta_exec = dbt_snapshot(engine.url, work)
-        rerun_wall, rerun_exec = dbt_snapshot(engine.url, work)
-    return {
-        "initial": initial_wall,
-        "delta": delta_wall,
-        "rerun": rerun_wall,
-        "delta_exec": delta_exec,
-        "rerun_exec": rerun_exec,
-        "initial_exec": initial_exec,
-    }
+    return {"wall": wall, "rss_mib": rss, "exec": sum(r.get("execution_time", 0.0) for r in results["results"])}
 
 
 def histories_agree(engine: sa.Engine) -> tuple[int, int]:
@@ -256,82 +246,94 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+def one_run(engine: sa.Engine, url: str, batches: dict, dbt_dir: Path | None) -> dict:
+    """initial, delta, no-change: ours then dbt on the same source table, step by step."""
+    fresh_tables(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS bench_snapshot")
+    out: dict = {"ours": {}, "dbt": {}}
+    for step in ("initial", "delta", "rerun"):
+        if step != "rerun":
+            write_source(engine, batches[step])
+        out["ours"][step] = run_ours(url, step)
+        if dbt_dir is not None:
+            out["dbt"][step] = dbt_snapshot(engine.url, dbt_dir)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=100_000, help="keys in the dimension (full size: 1000000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per system; medians are reported")
     parser.add_argument("--no-dbt", action="store_true", help="skip the dbt baseline")
-    parser.add_argument("--no-sqlite", action="store_true", help="skip ours on SQLite")
-    parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL (and dbt)")
-    parser.add_argument("--no-late", action="store_true", help="skip the late (out-of-order) full extract (timed once)")
+    parser.add_argument("--sqlite", action="store_true", help="also run ours on SQLite (no baseline there)")
+    parser.add_argument("--late", action="store_true", help="also time a late (out-of-order) full extract, once")
+    parser.add_argument("--merge-step", nargs=3, metavar=("URL", "AS_OF", "BATCH_ID"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.merge_step:
+        merge_step(*args.merge_step)
+        return 0
 
     initial = initial_batch(args.keys)
     delta, mix = delta_batch(initial)
-    late = None if args.no_late else delta_batch(initial, seed=99)[0]
+    batches = {"initial": initial, "delta": delta}
+    late = delta_batch(initial, seed=99)[0] if args.late else None
     print(f"keys {args.keys:,}; delta batch {len(delta):,} rows: {mix}; runs {args.runs}", flush=True)
-    results: dict = {}
+    problem = "dbt baseline skipped (--no-dbt)" if args.no_dbt else dbt_available()
+    if problem:
+        print(problem, flush=True)
+    results: dict = {"ours (PostgreSQL)": [], "dbt snapshot (PostgreSQL)": []}
     agreement = None
-    if not args.no_postgres:
-        url = create_database("ows_bench_scd2")
-        try:
-            engine = sa.create_engine(url)
-            ours = [run_ours(engine, initial, delta, late if i == 0 else None) for i in range(args.runs)]
-            results["ours (PostgreSQL)"] = ours
-            print("ours on PostgreSQL:", [(round(r["delta"], 2), round(r["rerun"], 2)) for r in ours], flush=True)
-            print("  stats:", ours[-1]["stats"], flush=True)
-            problem = None if not args.no_dbt else "dbt baseline skipped (--no-dbt)"
-            problem = problem or dbt_available()
-            if problem:
-                print(problem, flush=True)
-            else:
-                theirs = [run_dbt(engine, initial, delta) for _ in range(args.runs)]
-                results["dbt snapshot (PostgreSQL)"] = theirs
-                print("dbt:", [(round(r["delta"], 2), round(r["rerun"], 2)) for r in theirs], flush=True)
-                # histories of the last runs of both, on the same data
-                run_ours(engine, initial, delta)
-                agreement = histories_agree(engine)
-            engine.dispose()
-        finally:
-            drop_database(url)
-    if not args.no_sqlite:
+    url = create_database("ows_bench_scd2")
+    try:
+        engine = sa.create_engine(url)
+        with tempfile.TemporaryDirectory(prefix="dbt_scd2_") as tmp:
+            for i in range(args.runs):
+                run = one_run(engine, url, batches, None if problem else Path(tmp))
+                results["ours (PostgreSQL)"].append(run["ours"])
+                if run["dbt"]:
+                    results["dbt snapshot (PostgreSQL)"].append(run["dbt"])
+                print(f"run {i + 1}:", {k: {s: round(v["wall"], 2) for s, v in r.items()} for k, r in run.items() if r},
+                      flush=True)
+        print("  stats:", {s: v["stats"] for s, v in results["ours (PostgreSQL)"][-1].items()}, flush=True)
+        if not problem:
+            agreement = histories_agree(engine)
+        if late is not None:  # an old full extract arriving late, slotted between the first two
+            write_source(engine, late)
+            results["ours (PostgreSQL)"][-1]["late"] = run_ours(url, "late")
+            print("  late:", results["ours (PostgreSQL)"][-1]["late"], flush=True)
+        engine.dispose()
+    finally:
+        drop_database(url)
+    if args.sqlite:
         with tempfile.TemporaryDirectory(prefix="scd2_bench_") as tmp:
-            engine = sa.create_engine(f"sqlite:///{tmp}/bench.db")
-
-            @sa.event.listens_for(engine, "connect")
-            def _pragmas(dbapi_conn, _record):
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode = WAL")
-                cur.execute("PRAGMA synchronous = NORMAL")
-                cur.close()
-
-            results["ours (SQLite)"] = [run_ours(engine, initial, delta, late if i == 0 else None) for i in range(args.runs)]
-            print("ours on SQLite:", [(round(r["delta"], 2), round(r["rerun"], 2)) for r in results["ours (SQLite)"]])
+            sqlite_url = f"sqlite:///{tmp}/bench.db"
+            engine = sa.create_engine(sqlite_url)
+            results["ours (SQLite)"] = [one_run(engine, sqlite_url, batches, None)["ours"] for _ in range(args.runs)]
             engine.dispose()
 
-    rows = len(delta)
     print()
-    print("| system | initial load (s) | delta batch (s) | no-change re-run (s) | delta rows/s | late full extract (s) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| system | initial load (s) | delta batch (s) | no-change re-run (s) | delta rows/s | peak RSS (MiB) | late full extract (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, runs in results.items():
-        d = median([r["delta"] for r in runs])
-        lates = [r["late"] for r in runs if "late" in r]
-        print(
-            f"| {name} | {median([r['initial'] for r in runs]):.2f} | {d:.2f} | "
-            f"{median([r['rerun'] for r in runs]):.2f} | {rows / d:,.0f} | "
-            f"{f'{median(lates):.2f}' if lates else 'n/a'} |"
-        )
-    if "dbt snapshot (PostgreSQL)" in results:
+        if not runs:
+            continue
+        walls = {s: median([r[s]["wall"] for r in runs]) for s in ("initial", "delta", "rerun")}
+        lates = [r["late"]["wall"] for r in runs if "late" in r]
+        rss = max(v["rss_mib"] for r in runs for v in r.values())
+        print(f"| {name} | {walls['initial']:.2f} | {walls['delta']:.2f} | {walls['rerun']:.2f} | "
+              f"{len(delta) / walls['delta']:,.0f} | {rss:,.0f} | {f'{median(lates):.2f}' if lates else 'n/a'} |")
+    theirs = results["dbt snapshot (PostgreSQL)"]
+    if theirs:
         ours = results["ours (PostgreSQL)"]
-        theirs = results["dbt snapshot (PostgreSQL)"]
-        od, orr = median([r["delta"] for r in ours]), median([r["rerun"] for r in ours])
-        td, tr = median([r["delta"] for r in theirs]), median([r["rerun"] for r in theirs])
-        tde, tre = median([r["delta_exec"] for r in theirs]), median([r["rerun_exec"] for r in theirs])
         print()
-        print(f"ours/dbt, delta batch: {od / td:.2f}x (dbt wall {td:.2f} s, of which snapshot SQL {tde:.2f} s; "
-              f"ours/dbt SQL only {od / tde:.2f}x)")
-        print(f"ours/dbt, no-change re-run: {orr / tr:.2f}x (dbt wall {tr:.2f} s, snapshot SQL {tre:.2f} s; "
-              f"ours/dbt SQL only {orr / tre:.2f}x)")
+        for step, label, target in (("initial", "initial load", 1.0), ("delta", "delta batch", 0.5),
+                                    ("rerun", "no-change re-run", 0.33)):
+            o, t = median([r[step]["wall"] for r in ours]), median([r[step]["wall"] for r in theirs])
+            te = median([r[step]["exec"] for r in theirs])
+            verdict = "met" if o / t <= target else "MISSED"
+            print(f"ours/dbt, {label}: {o / t:.2f}x (target <= {target}x: {verdict}; ours {o:.2f} s, dbt wall {t:.2f} s, "
+                  f"of which snapshot SQL {te:.2f} s)")
     if agreement is not None:
         total, differ = agreement
         print(f"histories: {total:,} keys compared, {differ:,} with a different sequence of versions"

@@ -2,7 +2,10 @@
 
 The model keeps every batch and recomputes history from scratch: observations of each key in
 as-of order, versions = runs of equal state, first version opening at `updated_at` when it lies
-after the previous observation and not after the as-of time.
+after the previous observation and not after the as-of time. Batches sharing an as-of are taken
+in load order (the first load of each batch; a re-run is not a new load): for each key, the last
+of them that observes it wins; a batch that quarantined the key or (partial) does not hold it
+does not observe it.
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ class Batch:
     as_of: int  # hours after BASE
     full: bool
     rows: tuple  # (thing_id, label, size)
+    tag: str = ""  # tells batches sharing an as-of apart
+
+    @property
+    def batch_id(self) -> str:
+        return f"b{self.as_of}{self.tag}"
 
     def records(self):
         return [
@@ -71,24 +79,46 @@ class Batch:
         return {k for k, n in counts.items() if n > 1}
 
 
+def load_order(batches: list[Batch]) -> list[Batch]:
+    """The batches as first loaded: a batch id seen before is a re-run, not a new load."""
+    seen, out = set(), []
+    for b in batches:
+        if b.batch_id not in seen:
+            seen.add(b.batch_id)
+            out.append(b)
+    return out
+
+
+def _observation(group: list[Batch], key):
+    """What the batches sharing one as-of (in load order) say of `key`: a state, 'dead', or None."""
+    found = None
+    for b in group:
+        seen = b.observed()
+        if key in seen:
+            found = ("live", seen[key])
+        elif b.full and key not in b.duplicated():  # a quarantined key is not observed
+            found = ("dead", None)
+    return found
+
+
 def reference_history(batches: list[Batch]) -> list[tuple]:
     """(thing_id, label, size, valid_from, valid_to, is_current, is_deleted) rows, sorted."""
+    batches = load_order(batches)
     keys = set()
     for b in batches:
         keys |= set(b.observed())
+    times = sorted({b.as_of for b in batches})
+    groups = [[b for b in batches if b.as_of == a] for a in times]
     out = []
     for key in sorted(keys):
         versions = []  # [valid_from, state, dead]
         prev_t = None
-        for b in sorted(batches, key=lambda b: b.as_of):
-            seen = b.observed()
-            t = hours(b.as_of)
-            if key in seen:
-                state, dead = seen[key], False
-            elif b.full and key not in b.duplicated():  # a quarantined key is not observed
-                state, dead = None, True
-            else:
+        for a, group in zip(times, groups):
+            t = hours(a)
+            found = _observation(group, key)
+            if found is None:
                 continue
+            dead, state = found[0] == "dead", found[1]
             last = versions[-1] if versions else None
             if last is None and dead:
                 prev_t = t

@@ -1,4 +1,4 @@
-"""Build a dimension from its staging table: read the staged full extract, find its as-of time, merge.
+"""Build a dimension from its staging table: find the staged full extract's as-of time, merge it in SQL.
 
 `dim_project` also takes business unit, cost centre and owner from `ref_project_metadata`
 (uploaded project metadata) where that table has the project's code.
@@ -10,7 +10,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Optional
 
-import pandas as pd
 import sqlalchemy as sa
 
 from ows_pipeline.scd2 import DimensionSpec, MergeStats, merge_scd2
@@ -18,6 +17,7 @@ from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 from ows_pipeline.warehouse.batches import last_successful_batch, utc_now
 from ows_pipeline.warehouse.bulk import as_utc
 from ows_pipeline.warehouse.schema.ledger import etl_batches
+from ows_pipeline.warehouse.schema.uploads import ref_project_metadata
 
 PROJECT_METADATA_COLUMNS = ("business_unit", "cost_centre", "owner")
 
@@ -49,49 +49,28 @@ def staged_as_of(conn: sa.Connection, staging: sa.Table, staged_batch: Optional[
     return utc_now(), "now (no etl_batches row found)"
 
 
-def _project_metadata(conn: sa.Connection) -> Optional[sa.Table]:
-    if not sa.inspect(conn).has_table("ref_project_metadata"):
-        return None
-    return sa.Table("ref_project_metadata", sa.MetaData(), autoload_with=conn)
-
-
-def read_staged(conn: sa.Connection, spec: DimensionSpec) -> pd.DataFrame:
-    """The staged rows with the dimension's attribute names (and project metadata for `dim_project`)."""
+def staged_query(spec: DimensionSpec) -> sa.Select:
+    """The staged rows with the dimension's attribute names, read where they lie; for `dim_project`,
+    business unit, cost centre and owner from `ref_project_metadata` win where it has the project's code."""
     stg = staging_table_for(spec)
     wanted = [c for c in list(spec.natural_key) + list(spec.attributes) if c in stg.c]
-    columns = [stg.c[c] for c in wanted] + [stg.c._batch_id]
-    query = sa.select(*columns)
-    ref = _project_metadata(conn) if spec.name == "dim_project" else None
-    if ref is not None and all(c in ref.c for c in ("project_code", *PROJECT_METADATA_COLUMNS)):
-        overlay = {
-            c: (sa.func.coalesce(ref.c[c], stg.c[c]) if c in stg.c else ref.c[c]).label(c)
-            for c in PROJECT_METADATA_COLUMNS
-        }
-        columns = [overlay.get(c.name, c) for c in columns] + [
-            overlay[c] for c in PROJECT_METADATA_COLUMNS if c not in stg.c
-        ]
-        query = sa.select(*columns).select_from(stg.outerjoin(ref, ref.c.project_code == stg.c.project_code))
-    result = conn.execute(query)
-    return pd.DataFrame(result.all(), columns=list(result.keys()), dtype=object)
+    if spec.name != "dim_project":
+        return sa.select(*[stg.c[c] for c in wanted])
+    ref = ref_project_metadata
+    overlay = {c: (sa.func.coalesce(ref.c[c], stg.c[c]) if c in stg.c else ref.c[c]).label(c) for c in PROJECT_METADATA_COLUMNS}
+    columns = [overlay.get(c, stg.c[c]) for c in wanted] + [overlay[c] for c in PROJECT_METADATA_COLUMNS if c not in stg.c]
+    return sa.select(*columns).select_from(stg.outerjoin(ref, ref.c.project_code == stg.c.project_code))
 
 
 def build_dimension(engine: sa.Engine, spec: DimensionSpec) -> DimensionLoad:
-    """Merge the staged full extract into `spec`'s dimension. An empty staging table merges nothing
-    (an empty extract is far more likely a failed load than every entity deleted)."""
+    """Merge the staged full extract into `spec`'s dimension, in SQL from the staging table. An empty
+    staging table merges nothing (an empty extract is far more likely a failed load than every
+    entity deleted)."""
     stg = staging_table_for(spec)
     with engine.connect() as conn:
-        frame = read_staged(conn, spec)
-        batches = sorted({b for b in frame["_batch_id"].tolist() if b}) if len(frame) else []
-        staged_batch = batches[-1] if batches else None
+        rows, staged_batch = conn.execute(sa.select(sa.func.count(), sa.func.max(stg.c._batch_id))).one()
         as_of, as_of_source = staged_as_of(conn, stg, staged_batch)
-    if len(frame) == 0:
+    if not rows:
         return DimensionLoad(stg.name, None, as_of, as_of_source, None)
-    stats = merge_scd2(
-        engine,
-        spec,
-        frame.drop(columns=["_batch_id"]),
-        as_of,
-        full=True,
-        source=f"{stg.name} batch {staged_batch}",
-    )
+    stats = merge_scd2(engine, spec, staged_query(spec), as_of, full=True, source=f"{stg.name} batch {staged_batch}")
     return DimensionLoad(stg.name, staged_batch, as_of, as_of_source, stats)

@@ -5,21 +5,32 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ows_pipeline.scd2.batch import _analyze, _stage_keys_and_hashes, _stage_rows, _Temps
+from ows_pipeline.scd2.batch import StagedBatch, _analyze, _Temps
+from ows_pipeline.scd2.hashing import row_hash_sql
 from ows_pipeline.scd2.scd1 import scd1_statement
 from ows_pipeline.scd2.stats import MergeStats
-from ows_pipeline.scd2.sql import _count, _key_match, _not_skipped
+from ows_pipeline.scd2.sql import _count, _full_observed_at, _key_match, _observed_by
 from ows_pipeline.source.schema import TS
 from ows_pipeline.warehouse.schema.scd2 import DimensionSpec, scd2_batches
 
 
-def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, one_pass: bool = False):
-    """In-order merge, step 1: the keys that are new, changed, back or gone (from the staged hashes).
+def hashed(spec: DimensionSpec, source: sa.FromClause, dialect: str, columns=None) -> sa.Subquery:
+    """`source`'s rows (keys and `columns`, default all attributes) with their `row_hash`, computed in SQL."""
+    columns = list(spec.natural_key) + list(spec.attributes if columns is None else columns)
+    return sa.select(
+        *[source.c[c] for c in columns], row_hash_sql(spec.table, source, spec.tracked, dialect).label("row_hash")
+    ).subquery("hashed")
+
+
+def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, one_pass: bool = False,
+                              source: sa.FromClause | None = None, dialect: str = "postgresql"):
+    """In-order merge, step 1: the keys that are new, changed, back or gone, comparing the hashes
+    of `source` (default: the staged rows) with the current versions'.
 
     `one_pass`: a full extract is compared in one FULL OUTER JOIN (PostgreSQL plans it as one
     hash join; SQLite would loop), else a left join and an anti-join."""
     d = spec.table
-    s, df = temps.stage, temps.diff
+    s, df = hashed(spec, temps.stage if source is None else source, dialect, columns=()), temps.diff
     keys = spec.natural_key
     cols = list(keys) + ["action", "prev_sk"]
     if full and one_pass:
@@ -58,6 +69,34 @@ def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool,
     return stmts
 
 
+def changed_rows_statement(spec: DimensionSpec, temps: _Temps, source: sa.FromClause, dialect: str):
+    """In-order merge, step 1b: the full rows (and hashes) of the keys that open a version, into `rows`."""
+    h, df, keys = hashed(spec, source, dialect), temps.diff, spec.natural_key
+    wanted = (
+        sa.select(*[h.c[c] for c in list(keys) + list(spec.attributes)], h.c.row_hash)
+        .select_from(h.join(df, _key_match(df, h, keys)))
+        .where(df.c.action.in_(["N", "C", "R"]))
+    )
+    return temps.rows.insert().from_select(list(keys) + list(spec.attributes) + ["row_hash"], wanted)
+
+
+def first_load_statement(spec: DimensionSpec, source: sa.FromClause, *, as_of, batch_id: str, dialect: str):
+    """The first batch of an empty dimension: every row opens its first version, in one INSERT ... SELECT."""
+    h = hashed(spec, source, dialect)
+    t = sa.bindparam("t", as_of, type_=TS)
+    vf = t
+    if spec.updated_at:
+        u = h.c[spec.updated_at]
+        vf = sa.case((sa.and_(u.is_not(None), u <= t), u), else_=t)
+    batch = sa.bindparam("batch_id", batch_id, type_=sa.String(40))
+    cols = list(spec.natural_key) + list(spec.attributes)
+    select = sa.select(*[h.c[c] for c in cols], h.c.row_hash, vf, sa.null(), sa.true(), sa.false(), batch)
+    return spec.table.insert().from_select(cols + DIM_STATE_COLUMNS, select)
+
+
+DIM_STATE_COLUMNS = ["row_hash", "valid_from", "valid_to", "is_current", "is_deleted", "batch_id"]
+
+
 def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_of, last_full, batch_id: str):
     """In-order merge, step 2 (the full rows of the differing keys staged in `rows`): business
     times, close, insert (tombstones included). Returns a list of statements."""
@@ -82,13 +121,13 @@ def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_o
             log = scd2_batches
             last_observed_full = (
                 sa.select(sa.func.max(log.c.as_of))
-                .where(log.c.dimension == spec.name, log.c.is_full, _not_skipped(spec, df, log.c.as_of))
+                .where(log.c.dimension == spec.name, log.c.is_full, _observed_by(spec, df, log))
                 .scalar_subquery()
             )
             conds.append(
                 sa.case(
                     (u > lf, sa.true()),
-                    (_not_skipped(spec, df, lf), sa.false()),
+                    (_full_observed_at(spec, df, lf), sa.false()),
                     else_=sa.or_(last_observed_full.is_(None), u > last_observed_full),
                 )
             )
@@ -107,7 +146,7 @@ def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_o
         .values(valid_to=closing, is_current=False)
     )
     batch = sa.bindparam("batch_id", batch_id, type_=sa.String(40))
-    dim_cols = list(keys) + list(spec.attributes) + ["row_hash", "valid_from", "valid_to", "is_current", "is_deleted", "batch_id"]
+    dim_cols = list(keys) + list(spec.attributes) + DIM_STATE_COLUMNS
     opened = (
         sa.select(
             *[s.c[n] for n in keys + spec.attributes],
@@ -141,26 +180,20 @@ def fast_path_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, as_o
     return stmts
 
 
-def _merge_in_order(conn, spec, temps: _Temps, stage_frame, as_of, last_full, full, batch_id, stats: MergeStats):
+def _merge_in_order(conn, spec, temps: _Temps, batch: StagedBatch, as_of, last_full, full, batch_id, stats: MergeStats):
     """The batch is newer than everything loaded: compare hashes, then close and open versions."""
-    import pandas as pd
-
     stats.path = "in_order"
-    if spec.scd1:
-        _stage_rows(conn, temps.stage, stage_frame)  # SCD1 columns may change on unchanged keys
-    else:  # only keys and hashes for the comparison; full rows follow for the keys that differ
-        _stage_keys_and_hashes(conn, temps.stage, stage_frame[list(spec.natural_key) + ["row_hash"]])
-    _analyze(conn, temps.stage)
-    for stmt in fast_path_diff_statements(spec, temps, full=full, one_pass=conn.dialect.name == "postgresql"):
+    dialect, source = conn.dialect.name, batch.source
+    first = last_full is None and conn.execute(sa.select(spec.table.c[spec.sk]).limit(1)).first() is None
+    if first and not conn.execute(sa.select(scd2_batches.c.batch_id).where(scd2_batches.c.dimension == spec.name).limit(1)).first():
+        stats.opened = _count(conn, first_load_statement(spec, source, as_of=as_of, batch_id=batch_id, dialect=dialect))
+        stats.unchanged = batch.observed - stats.opened
+        return
+    for stmt in fast_path_diff_statements(spec, temps, full=full, one_pass=dialect == "postgresql", source=source,
+                                          dialect=dialect):
         conn.execute(stmt)
-    keys, df = list(spec.natural_key), temps.diff
-    wanted = conn.execute(sa.select(*[df.c[k] for k in keys]).where(df.c.action.in_(["N", "C", "R"]))).all()
-    if len(keys) == 1:
-        positions = pd.Index(stage_frame[keys[0]]).get_indexer([w[0] for w in wanted])
-    else:
-        positions = pd.MultiIndex.from_frame(stage_frame[keys]).get_indexer([tuple(w) for w in wanted])
-    _stage_rows(conn, temps.rows, stage_frame.iloc[positions])
     _analyze(conn, temps.diff)
+    conn.execute(changed_rows_statement(spec, temps, source, dialect))
     _analyze(conn, temps.rows)
     for stmt in fast_path_statements(spec, temps, full=full, as_of=as_of, last_full=last_full, batch_id=batch_id):
         conn.execute(stmt)
@@ -169,6 +202,6 @@ def _merge_in_order(conn, spec, temps: _Temps, stage_frame, as_of, last_full, fu
     stats.opened = counts.get("N", 0) + counts.get("C", 0) + counts.get("R", 0)
     stats.closed = counts.get("C", 0) + counts.get("R", 0) + counts.get("D", 0)
     stats.tombstoned = counts.get("D", 0)
-    stats.unchanged = len(stage_frame) - stats.opened
-    if spec.scd1 and len(stage_frame):
-        stats.scd1_updated = _count(conn, scd1_statement(spec, temps.stage, spec.natural_key, spec.scd1, spec.scd1_scope))
+    stats.unchanged = batch.observed - stats.opened
+    if spec.scd1 and batch.observed:
+        stats.scd1_updated = _count(conn, scd1_statement(spec, source, spec.natural_key, spec.scd1, spec.scd1_scope))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ows_pipeline.scd2.batch import _analyze, _stage_rows, _Temps
+from ows_pipeline.scd2.batch import StagedBatch, _analyze, _Temps
+from ows_pipeline.scd2.in_order import hashed
 from ows_pipeline.scd2.scd1 import scd1_statement
 from ows_pipeline.scd2.stats import MergeStats
-from ows_pipeline.scd2.sql import _count, _in_interval, _key_match, _log_bound, _near_full, _not_skipped
+from ows_pipeline.scd2.sql import _count, _in_interval, _key_match, _log_bound, _near_full, _observed_by
 from ows_pipeline.source.schema import TS
 from ows_pipeline.warehouse.schema.scd2 import DimensionSpec, scd2_batches
 
@@ -99,7 +100,7 @@ def out_of_order_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, a
             log.c.dimension == spec.name,
             log.c.is_full,
             log.c.as_of < first.c.first_from,
-            _not_skipped(spec, first, log.c.as_of),
+            _observed_by(spec, first, log),
         )
         .scalar_subquery()
     )
@@ -223,10 +224,11 @@ def out_of_order_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, a
     return stmts
 
 
-def _merge_out_of_order(conn, spec, temps: _Temps, stage_frame, as_of, full, batch_id, stats: MergeStats):
+def _merge_out_of_order(conn, spec, temps: _Temps, batch: StagedBatch, as_of, full, batch_id, stats: MergeStats):
     """The batch is not newer than everything loaded: recompute the affected keys' history, apply the difference."""
     stats.path = "out_of_order"
-    _stage_rows(conn, temps.stage, stage_frame)
+    h = hashed(spec, batch.source, conn.dialect.name)
+    conn.execute(temps.stage.insert().from_select([c.name for c in h.columns], sa.select(h)))
     _analyze(conn, temps.stage)
     counted = {}
     for stmt in out_of_order_statements(spec, temps, full=full, as_of=as_of, batch_id=batch_id):
@@ -250,8 +252,8 @@ def _merge_out_of_order(conn, spec, temps: _Temps, stage_frame, as_of, full, bat
     stats.opened = counted.get("opened", 0)
     stats.tombstoned = counted.get("tombstoned", 0)
     stats.closed = counted.get("removed", 0) + counted.get("reclosed", 0)
-    stats.unchanged = max(len(stage_frame) - stats.opened, 0)
-    if spec.scd1 and spec.scd1_scope == "all" and len(stage_frame):
+    stats.unchanged = max(batch.observed - stats.opened, 0)
+    if spec.scd1 and spec.scd1_scope == "all" and batch.observed:
         cur = spec.table.alias("latest")
         latest = (
             sa.select(*[cur.c[k] for k in spec.natural_key], *[cur.c[c] for c in spec.scd1])

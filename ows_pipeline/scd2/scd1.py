@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional, Union
 
 import sqlalchemy as sa
 
-from ows_pipeline.scd2.batch import _copy_columns, _stage_rows, _temp_table
+from ows_pipeline.scd2.batch import _copy_columns, _temp_table, write_canonical
 from ows_pipeline.scd2.sql import _count, _lock
 from ows_pipeline.warehouse.schema.scd2 import DimensionSpec, Scd2Error
 
@@ -54,7 +54,7 @@ def apply_scd1(
         _lock(conn, spec)
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {src.name}")
         src.create(conn)
-        _stage_rows(conn, src, frame)
+        write_canonical(conn, spec, src, frame, list(match_on) + list(columns))
         n = _count(conn, scd1_statement(spec, src, match_on, columns, scope))
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {src.name}")
         return n

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from ows_pipeline.scd2.hashing import register_sqlite_functions
 from ows_pipeline.warehouse.bulk import as_utc
 from ows_pipeline.warehouse.schema.scd2 import DimensionSpec, Scd2Error, scd2_batches
 
@@ -21,7 +22,9 @@ def _lock(conn: sa.Connection, spec: DimensionSpec) -> None:
     dialect = conn.dialect.name
     if dialect == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": dimension_lock_id(spec.name)})
+        conn.exec_driver_sql("SET LOCAL extra_float_digits = 1")  # float text exact whatever the session says
     elif dialect == "sqlite":
+        register_sqlite_functions(conn)
         if not conn.in_transaction():
             # The warehouse engine's begin hook emits BEGIN IMMEDIATE (ows_pipeline.resources).
             conn.begin()
@@ -48,11 +51,23 @@ def _in_interval(t, version):
     return sa.and_(version.c.valid_from <= t, sa.or_(version.c.valid_to.is_(None), t < version.c.valid_to))
 
 
-def _not_skipped(spec: DimensionSpec, keyed, t):
-    """The full batch at `t` did observe the key of `keyed` (it was not quarantined there)."""
+def _observed_by(spec: DimensionSpec, keyed, log):
+    """The full batch `log` (a `scd2_batches` row) observed the key of `keyed`: it did not quarantine it."""
     seen = spec.seen_table
-    skipped = sa.exists().where(_key_match(seen, keyed, spec.natural_key), seen.c.as_of == t, sa.not_(seen.c.observed))
-    return ~skipped.correlate_except(seen)
+    quarantined = sa.exists().where(
+        _key_match(seen, keyed, spec.natural_key), seen.c.batch_id == log.c.batch_id, sa.not_(seen.c.observed)
+    )
+    return ~quarantined.correlate_except(seen)
+
+
+def _full_observed_at(spec: DimensionSpec, keyed, t):
+    """Some full batch at `t` observed the key of `keyed` (batches sharing an as-of are each asked)."""
+    log = scd2_batches.alias("log_at")
+    return (
+        sa.exists()
+        .where(log.c.dimension == spec.name, log.c.is_full, log.c.as_of == t, _observed_by(spec, keyed, log))
+        .correlate_except(log)
+    )
 
 
 def _log_bound(spec: DimensionSpec, agg, version):
@@ -64,7 +79,7 @@ def _log_bound(spec: DimensionSpec, agg, version):
             log.c.dimension == spec.name,
             log.c.is_full,
             _in_interval(log.c.as_of, version),
-            _not_skipped(spec, version, log.c.as_of),
+            _observed_by(spec, version, log),
         )
         .scalar_subquery()
     )
@@ -77,7 +92,7 @@ def _near_full(spec: DimensionSpec, keyed, before: bool, t):
     side = log.c.as_of < t if before else log.c.as_of > t
     return (
         sa.select(agg(log.c.as_of))
-        .where(log.c.dimension == spec.name, log.c.is_full, side, _not_skipped(spec, keyed, log.c.as_of))
+        .where(log.c.dimension == spec.name, log.c.is_full, side, _observed_by(spec, keyed, log))
         .scalar_subquery()
     )
 

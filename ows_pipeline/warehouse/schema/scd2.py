@@ -1,7 +1,8 @@
 """SCD2 dimension tables: how one is declared (`declare_dimension`), and the batch log `scd2_batches`.
 
-A dimension has the columns of DESIGN.md section 3 and a `<name>_seen` log of partial
-observations; the merge engine (`ows_pipeline.scd2`) works on a `DimensionSpec`.
+A dimension has the columns of DESIGN.md section 3 and a `<name>_seen` log, per batch, of the
+keys a partial batch observed and the keys a full batch quarantined; the merge engine
+(`ows_pipeline.scd2`) works on a `DimensionSpec`.
 """
 
 from __future__ import annotations
@@ -110,8 +111,10 @@ def declare_dimension(
         f"{name}_seen",
         metadata,
         *[sa.Column(k.name, k.type, primary_key=True, autoincrement=False) for k in key_columns],
-        sa.Column("as_of", TS, primary_key=True),
+        sa.Column("batch_id", sa.String(40), primary_key=True),
+        sa.Column("as_of", TS, nullable=False),
         sa.Column("observed", sa.Boolean, nullable=False),
+        sa.Index(f"ix_{name}_seen_as_of", *keys, "as_of"),
     )
     untracked = tuple(a for a in attrs if a not in tracked and a not in scd1)
     return DimensionSpec(
