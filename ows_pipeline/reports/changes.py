@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from ows_pipeline.reports.quality import SNAPSHOT_ASSET, has_ledger
+from ows_pipeline.reports.quality import bind_ts, has_ledger
 from ows_pipeline.warehouse.bulk import as_utc
 from ows_pipeline.warehouse.schema.ledger import etl_batches
 from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
@@ -88,12 +88,13 @@ def _is_active(version: dict) -> bool:
 
 
 def _load_times(conn: sa.Connection) -> set:
-    """As-of times of every load: a dimension version dated by one was noticed by that load's run."""
+    """As-of times of every extraction from OWS (the source's clock when a run looked): a dimension version
+    dated by one was noticed by that run. An upload's as-of is the file's business time, not one of these."""
     if not has_ledger(conn):
         return set()
     b = etl_batches
-    query = sa.select(b.c.as_of).where(b.c.asset_key != SNAPSHOT_ASSET, b.c.as_of.is_not(None)).distinct()
-    return {as_utc(t) for (t,) in conn.execute(query)}
+    query = sa.select(b.c.as_of).where(b.c.asset_key.startswith("raw_ows_", autoescape=True), b.c.as_of.is_not(None))
+    return {as_utc(t) for (t,) in conn.execute(query.distinct())}
 
 
 @dataclass
@@ -120,9 +121,6 @@ def dimension_changes(conn: sa.Connection, week: Week, tz: Optional[ZoneInfo] = 
     def in_week(when: dt.datetime) -> bool:
         return when in ours if when in load_times else week.contains(when)
 
-    def bind(value: dt.datetime):
-        return value.replace(tzinfo=None) if conn.dialect.name == "sqlite" else value
-
     project_codes: dict = {}
     events: list[_Event] = []
     for table_name, key, code_col, name_col, label in DIMENSIONS:
@@ -135,9 +133,9 @@ def dimension_changes(conn: sa.Connection, week: Week, tz: Optional[ZoneInfo] = 
             project_codes = {pid: code for pid, code in conn.execute(current)}
         sk = f"{table_name[4:]}_sk"
         attributes = [c.name for c in dim.columns if c.name not in _DIM_BOOKKEEPING and c.name not in (sk, key)]
-        window = sa.and_(dim.c.valid_from >= bind(week.start_utc), dim.c.valid_from < bind(week.end_utc))
+        window = sa.and_(dim.c.valid_from >= bind_ts(conn, week.start_utc), dim.c.valid_from < bind_ts(conn, week.end_utc))
         if ours:
-            window = sa.or_(window, dim.c.valid_from.in_([bind(t) for t in sorted(ours)]))
+            window = sa.or_(window, dim.c.valid_from.in_([bind_ts(conn, t) for t in sorted(ours)]))
         moved = sa.select(dim.c[key]).where(window)
         query = sa.select(dim).where(dim.c[key].in_(moved)).order_by(dim.c[key], dim.c.valid_from)
         history: dict = defaultdict(list)
@@ -196,7 +194,7 @@ def run_state_changes(conn: sa.Connection, fct: sa.Table, week: Week) -> Iterato
     """Runs carried over from the week before whose status or end state changed by this week's end, by time."""
     prev, cur = fct.alias("prev"), fct.alias("cur")
     hist = STAGING_TABLES["ows_run_step_history"]
-    week_end = week.end_utc.replace(tzinfo=None) if conn.dialect.name == "sqlite" else week.end_utc
+    week_end = bind_ts(conn, week.end_utc)
     if sa.inspect(conn).has_table(hist.name):
         last_move = (
             sa.select(sa.func.max(hist.c.changed_at))

@@ -24,7 +24,8 @@ from ows_pipeline.weeks import Week
 SNAPSHOT_ASSET = "fct_workflow_run_weekly"
 
 
-def _bind(conn: sa.Connection, value: dt.datetime) -> dt.datetime:
+def bind_ts(conn: sa.Connection, value: dt.datetime) -> dt.datetime:
+    """A UTC instant as the warehouse stores it: aware on PostgreSQL, naive UTC on SQLite."""
     value = as_utc(value)
     return value.replace(tzinfo=None) if conn.dialect.name == "sqlite" else value
 
@@ -32,7 +33,7 @@ def _bind(conn: sa.Connection, value: dt.datetime) -> dt.datetime:
 def builder_runs(conn: sa.Connection, week: Week) -> sa.Select:
     """Run ids that built `week`'s snapshot successfully (the snapshot's batch has as_of = the week's end)."""
     b = etl_batches
-    end = _bind(conn, week.end_utc)
+    end = bind_ts(conn, week.end_utc)
     return sa.select(b.c.run_id).where(
         b.c.asset_key == SNAPSHOT_ASSET, b.c.status == "SUCCESS", b.c.run_id.is_not(None),
         b.c.as_of >= end, b.c.as_of <= end,
@@ -42,7 +43,7 @@ def builder_runs(conn: sa.Connection, week: Week) -> sa.Select:
 def week_batches(conn: sa.Connection, week: Week) -> sa.Select:
     """The batch ids that belong to `week` (see the module docstring)."""
     b = etl_batches
-    start, end = _bind(conn, week.start_utc), _bind(conn, week.end_utc)
+    start, end = bind_ts(conn, week.start_utc), bind_ts(conn, week.end_utc)
     any_builder = sa.select(b.c.run_id).where(
         b.c.asset_key == SNAPSHOT_ASSET, b.c.status == "SUCCESS", b.c.run_id.is_not(None)
     ).distinct()
