@@ -29,3 +29,13 @@ def drop_database(url: str, admin_url: str = ADMIN_URL) -> None:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
     admin.dispose()
+
+
+def clone_database(url: str, prefix: str = "ows_bench_copy", admin_url: str = ADMIN_URL) -> str:
+    """A copy of the database at `url` (PostgreSQL's `CREATE DATABASE ... TEMPLATE`); returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{sa.make_url(url).database}"')
+    admin.dispose()
+    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
