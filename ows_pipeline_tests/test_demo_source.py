@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ows_pipeline.cli import main
+from ows_pipeline.demo import runs as demo_runs
 from ows_pipeline.demo import source as demo
 from ows_pipeline.demo.source import DemoSourceError, advance_demo, generate_demo
 from ows_pipeline.source.schema import metadata
@@ -51,14 +52,28 @@ def records(url: str, table: str) -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def busy_source(tmp_path_factory) -> str:
+# a day of up to BLOCK_RUNS runs is drawn at once; 29 splits every weekday of SMALL into blocks
+BLOCKS = {"one block a day": None, "blocks of 29 runs": 29}
+
+
+@pytest.fixture(scope="module", params=list(BLOCKS))
+def busy_source(request, tmp_path_factory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'busy.db'}"
-    generate_demo(url, weeks=6, as_of=BUSY, **SMALL)
+    with pytest.MonkeyPatch.context() as patch:
+        if BLOCKS[request.param]:
+            patch.setattr(demo_runs, "BLOCK_RUNS", BLOCKS[request.param])
+        generate_demo(url, weeks=6, as_of=BUSY, **SMALL)
     return url
 
 
-def test_same_seed_same_rows_and_other_seed_other_rows(sqlite_url, sqlite_url_2, tmp_path):
+@pytest.fixture(params=list(BLOCKS))
+def block_runs(request, monkeypatch) -> int:
+    if BLOCKS[request.param]:
+        monkeypatch.setattr(demo_runs, "BLOCK_RUNS", BLOCKS[request.param])
+    return demo_runs.BLOCK_RUNS
+
+
+def test_same_seed_same_rows_and_other_seed_other_rows(sqlite_url, sqlite_url_2, tmp_path, block_runs):
     generate_demo(sqlite_url, seed=7, weeks=2, as_of=BUSY, **SMALL)
     generate_demo(sqlite_url_2, seed=7, weeks=2, as_of=BUSY, **SMALL)
     first = dump(sqlite_url)
@@ -176,7 +191,7 @@ def test_references_resolve(busy_source):
         assert h["run_id"] in ids["ows_workflow_run"] and h["step_id"] in ids["ows_workflow_step"]
 
 
-def test_advancing_equals_generating_directly(sqlite_url, sqlite_url_2):
+def test_advancing_equals_generating_directly(sqlite_url, sqlite_url_2, block_runs):
     t1 = BUSY
     generate_demo(sqlite_url, weeks=3, as_of=t1, **SMALL)
     at_t1 = dump(sqlite_url)
@@ -202,7 +217,7 @@ def test_late_commit_shows_an_update_older_than_the_previous_as_of(sqlite_url):
     start = int(monday.timestamp())
     params = demo.DemoParams(42, SMALL["projects"], SMALL["feeds_per_project"], SMALL["workflows_per_project"],
                              SMALL["runs_per_day"], start)
-    runs = demo.DaySimulator(params, start + 7 * 86400).day(start // 86400)
+    [(runs, _)] = demo.DaySimulator(params, start + 7 * 86400).day(start // 86400)
     # a late run with a transition followed by a quiet spell longer than its commit delay
     for i in map(int, (runs.late > 0).nonzero()[0]):
         first, count = runs.run_first_tr[i], runs.run_tr_count[i]
@@ -373,3 +388,22 @@ def test_as_of_now_writes_nothing_in_the_future(sqlite_url):
     engine.dispose()
     assert summary.rows["ows_workflow_run"] > 0
     assert all(dt.datetime.fromisoformat(value) <= now for value in latest if value is not None)
+
+
+def test_blocks_change_only_the_draws_of_a_busy_day(sqlite_url, sqlite_url_2, monkeypatch):
+    """A day of up to BLOCK_RUNS runs is one block (the same rows as before blocks existed); a busier day
+    is drawn in blocks: the same primary runs per day, other draws."""
+    generate_demo(sqlite_url, weeks=1, as_of=BUSY, **SMALL)
+    monkeypatch.setattr(demo_runs, "BLOCK_RUNS", 29)
+    generate_demo(sqlite_url_2, weeks=1, as_of=BUSY, **SMALL)
+    whole, blocks = dump(sqlite_url), dump(sqlite_url_2)
+    assert whole["ows_workflow"] == blocks["ows_workflow"]
+    primaries = {}
+    for name, rows in (("whole", whole["ows_workflow_run"]), ("blocks", blocks["ows_workflow_run"])):
+        per_day = defaultdict(int)
+        for row in rows:
+            if row[3] is None:  # parent_run_id: primaries only (reruns depend on the draws)
+                per_day[row[4]] += 1
+        primaries[name] = per_day
+    assert primaries["whole"] == primaries["blocks"]
+    assert whole["ows_workflow_run"] != blocks["ows_workflow_run"]

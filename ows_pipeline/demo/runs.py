@@ -9,6 +9,7 @@ what the projection at T2 adds or changes. Times are integer seconds since the e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -341,6 +342,10 @@ def _done_at(n, cell_run, is_type, cell_ok, cell_last_at, planned):
     return np.where(completed == planned.sum(axis=1), done, NEVER)
 
 
+BLOCK_RUNS = 20_000
+"""Primary runs simulated at once: a busier day is drawn in blocks, so memory does not grow with it."""
+
+
 def simulate_day(
     seed: int,
     day: int,
@@ -353,8 +358,14 @@ def simulate_day(
     code_risk: np.ndarray,
     subjects: np.ndarray,
     n_users: int,
-) -> DayRuns:
-    """Every run of business day `day` (days since the epoch), reruns of its failures included."""
+) -> Iterator[tuple[DayRuns, int]]:
+    """The runs of business `day` (days since the epoch), reruns of their failures included, in blocks.
+
+    Yields `(runs, frontier)`: a block of at most BLOCK_RUNS primary runs (in begin order) with their
+    reruns, and a time before which no later block (of this day or a later one) has a transition.
+    Block 0 draws from the day's streams, so a day of up to BLOCK_RUNS runs is one block; block b > 0
+    from streams keyed on b as well. Run ids follow the blocks: a block's primaries, then its reruns.
+    """
     rng = np.random.default_rng([seed, 7, day, 0])
     weekday = (day + 3) % 7  # Monday = 0
     expected = runs_per_day * (1.0 if weekday < 5 else 0.15) * (1 + 0.08 * rng.standard_normal())
@@ -365,30 +376,44 @@ def simulate_day(
     begin = day * DAY + offset.astype(np.int64)
     order = np.lexsort((code, begin))
     code, begin = code[order], begin[order]
-    primary = simulate_runs(rng, versions, code, begin, code_volume, code_risk, subjects, n_users)
-
-    # reruns of failed runs, same business date, begun 15 minutes to 3 hours after the failure
     rng_rerun = np.random.default_rng([seed, 7, day, 1])
     u = rng_rerun.random((n, 2))
-    parents = np.flatnonzero(primary["failed"] & (u[:, 0] < 0.6))
-    rerun_begin = primary["end"][parents] + 900 + (u[parents, 1] * 9900).astype(np.int64)
-    rerun = simulate_runs(
-        rng_rerun, versions, code[parents], rerun_begin, code_volume, code_risk * 0.5, subjects, n_users
-    )
+    keys = _run_keys(code, code_names, day)
 
-    run_id = first_run_id + np.arange(n + len(parents), dtype=np.int64)
-    parent_run_id = np.concatenate([np.full(n, -1, dtype=np.int64), run_id[parents]])
-    # run keys: workflow code, business date, sequence of the code that day; reruns add ".R"
+    next_run_id = first_run_id
+    for block, lo in enumerate(range(0, max(n, 1), BLOCK_RUNS)):
+        hi = min(n, lo + BLOCK_RUNS)
+        if block:
+            rng = np.random.default_rng([seed, 7, day, 0, block])
+            rng_rerun = np.random.default_rng([seed, 7, day, 1, block])
+        primary = simulate_runs(rng, versions, code[lo:hi], begin[lo:hi], code_volume, code_risk, subjects, n_users)
+        # reruns of failed runs, same business date, begun 15 minutes to 3 hours after the failure
+        parents = np.flatnonzero(primary["failed"] & (u[lo:hi, 0] < 0.6))
+        rerun_begin = primary["end"][parents] + 900 + (u[lo + parents, 1] * 9900).astype(np.int64)
+        rerun = simulate_runs(
+            rng_rerun, versions, code[lo + parents], rerun_begin, code_volume, code_risk * 0.5, subjects, n_users
+        )
+        size = hi - lo
+        run_id = next_run_id + np.arange(size + len(parents), dtype=np.int64)
+        next_run_id += len(run_id)
+        parent_run_id = np.concatenate([np.full(size, -1, dtype=np.int64), run_id[parents]])
+        block_keys = keys[lo:hi] + [keys[lo + p] + ".R" for p in parents.tolist()]
+        runs = _merge(primary, rerun, size, run_id, np.concatenate([code[lo:hi], code[lo + parents]]), parent_run_id,
+                      block_keys, day, np.concatenate([begin[lo:hi], rerun_begin]))
+        frontier = int(begin[hi]) if hi < n else (day + 1) * DAY
+        yield runs, frontier
+
+
+def _run_keys(code: np.ndarray, code_names: list[str], day: int) -> list[str]:
+    """Run keys: workflow code, business date, sequence of the code that day (reruns add ".R")."""
+    n = len(code)
     date = np.datetime64(day, "D").astype(str).replace("-", "")
     by_code = np.lexsort((np.arange(n), code))
     sequence = np.empty(n, dtype=np.int64)
     sorted_codes = code[by_code]
     starts = np.searchsorted(sorted_codes, sorted_codes, side="left")
     sequence[by_code] = np.arange(n) - starts + 1
-    keys = [f"{code_names[c]}.{date}.{q:03d}" for c, q in zip(code.tolist(), sequence.tolist())]
-    keys += [keys[p] + ".R" for p in parents.tolist()]
-    return _merge(primary, rerun, n, run_id, np.concatenate([code, code[parents]]), parent_run_id, keys, day,
-                  np.concatenate([begin, rerun_begin]))
+    return [f"{code_names[c]}.{date}.{q:03d}" for c, q in zip(code.tolist(), sequence.tolist())]
 
 
 def _merge(a: dict, b: dict, n_a: int, run_id, code, parent_run_id, keys, day, begin) -> DayRuns:

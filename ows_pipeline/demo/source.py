@@ -410,15 +410,16 @@ class DaySimulator:
             self.subjects[version.step_ids] = version.subjects
         self.next_run_id = 1
 
-    def day(self, day: int) -> DayRuns:
-        """The runs of business `day` (days since the epoch); days must come in order from the start."""
+    def day(self, day: int) -> Iterator[tuple[DayRuns, int]]:
+        """The runs of business `day` (days since the epoch) in bounded blocks, each with the time before
+        which no later block has a transition; days must come in order from the start."""
         ref = self.ref
-        runs = simulate_day(
+        for runs, frontier in simulate_day(
             self.params.seed, day, self.params.runs_per_day, self.next_run_id, self.versions, ref.code_names,
             ref.code_weights, ref.code_volume, ref.code_risk, self.subjects, len(ref.users),
-        )
-        self.next_run_id += len(runs.run_id)
-        return runs
+        ):
+            self.next_run_id += len(runs.run_id)
+            yield runs, frontier
 
 
 def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | None, progress: bool) -> dict[str, int]:
@@ -441,12 +442,12 @@ def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | No
                 _write_reference(conn, ref, as_of, None, written)
             with _BackgroundWriter(engine, written) as writer:
                 for day in range(first_day, last_day + 1):
-                    runs = simulator.day(day)
-                    released = history.add(runs, release_before=(day + 1) * DAY)
-                    for job in _day_rows(runs, as_of, values, ref.users):
-                        writer.submit(job)
-                    for job in _history_rows(released, None, as_of, values, ref.users):
-                        writer.submit(job)
+                    for runs, frontier in simulator.day(day):
+                        released = history.add(runs, release_before=frontier)
+                        for job in _day_rows(runs, as_of, values, ref.users):
+                            writer.submit(job)
+                        for job in _history_rows(released, None, as_of, values, ref.users):
+                            writer.submit(job)
                     writer.commit()
                     _tick(bar, writer.runs_submitted)
         else:
@@ -454,10 +455,10 @@ def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | No
                 _write_reference(conn, ref, as_of, previous, written)
                 conn.execute(ows_demo_state.update().values(as_of=_datetime(as_of)))
                 for day in range(first_day, last_day + 1):
-                    runs = simulator.day(day)
-                    released = history.add(runs, release_before=(day + 1) * DAY)
-                    jobs = _advance_day(conn, runs, previous, as_of, values, ref.users)
-                    _insert_all(conn, itertools.chain(jobs, _history_rows(released, previous, as_of, values, ref.users)), written)
+                    for runs, frontier in simulator.day(day):
+                        released = history.add(runs, release_before=frontier)
+                        jobs = _advance_day(conn, runs, previous, as_of, values, ref.users)
+                        _insert_all(conn, itertools.chain(jobs, _history_rows(released, previous, as_of, values, ref.users)), written)
                     _tick(bar, written["ows_workflow_run"])
     finally:
         if bar is not None:
@@ -678,8 +679,8 @@ def _advance_day(conn, runs: DayRuns, previous: int, as_of: int, values: _Values
 class _HistoryClock:
     """Numbers step transitions in time order across business days: hist_id follows changed_at.
 
-    A day's transitions are kept until no later business day can add an earlier one (runs of day
-    d begin on day d), then sorted by (changed_at, run, step, order) and numbered.
+    A block's transitions are kept until no later block can add an earlier one (the block's
+    frontier), then sorted by (changed_at, run, step, order) and numbered.
     """
 
     _FIELDS = ("at", "run_id", "cell_order", "step_id", "from_", "to", "result", "user")
