@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from ows_pipeline.cli import main
 from ows_pipeline.demo import runs as demo_runs
 from ows_pipeline.demo import source as demo
+from ows_pipeline.demo import writer as demo_writer
 from ows_pipeline.demo.source import DemoSourceError, advance_demo, generate_demo
 from ows_pipeline.source.schema import metadata
 
@@ -309,7 +310,7 @@ def test_postgres_schema_holds_the_tables(pg_url):
 def test_object_values_path_gives_the_same_rows(sqlite_url, sqlite_url_2, monkeypatch):
     """The path used for Oracle (datetime objects through SQLAlchemy) writes what the fast path writes."""
     generate_demo(sqlite_url, weeks=1, as_of=BUSY, **SMALL)
-    monkeypatch.setattr(demo, "FAST_DIALECTS", ())
+    monkeypatch.setattr(demo_writer, "FAST_DIALECTS", ())
     generate_demo(sqlite_url_2, weeks=1, as_of=BUSY, **SMALL)
     assert dump(sqlite_url) == dump(sqlite_url_2)
 

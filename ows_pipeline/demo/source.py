@@ -12,11 +12,8 @@ The parameters and the as-of time are kept in `ows_demo_state` (not part of the 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import itertools
-import queue
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,17 +21,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlalchemy as sa
 
-from ows_pipeline.source import schema as source_schema
+from ows_pipeline.demo.batches import HistoryClock, changed_since, day_batches, history_batches
 from ows_pipeline.demo.reference import DAY, WEEK, build_reference
-from ows_pipeline.demo.runs import DayRuns, project_runs, project_steps, simulate_day, STATUSES, RESULT_CODES
-from ows_pipeline.warehouse.bulk import insert_rows
+from ows_pipeline.demo.runs import DayRuns, simulate_day
+from ows_pipeline.demo.writer import BackgroundWriter, insert_batch
+from ows_pipeline.source import schema as source_schema
 
 UTC = dt.timezone.utc
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: a day of more than BLOCK_RUNS runs is drawn in blocks
 
 DEFAULTS = {"seed": 42, "projects": 8, "feeds_per_project": 7, "workflows_per_project": 5, "runs_per_day": 400, "weeks": 12}
 
-FAST_DIALECTS = ("sqlite", "postgresql")  # take pre-formatted strings; others get datetime objects
 
 state_metadata = sa.MetaData()
 ows_demo_state = sa.Table(
@@ -50,9 +47,6 @@ ows_demo_state = sa.Table(
     sa.Column("as_of", source_schema.TS, nullable=False),
 )
 
-_RUN_COLUMNS = [c.name for c in source_schema.ows_workflow_run.columns]
-_STEP_COLUMNS = [c.name for c in source_schema.ows_run_step_status.columns]
-_HISTORY_COLUMNS = [c.name for c in source_schema.ows_run_step_history.columns]
 
 
 class DemoSourceError(ValueError):
@@ -193,7 +187,7 @@ def generate_demo(
         with engine.begin() as conn:
             for index in indexes:
                 index.drop(conn)
-        written = _write(engine, params, _seconds(as_of_dt), previous=None, progress=progress)
+        written = _write(engine, params, _seconds(as_of_dt), previous=None, progress=progress, schema=schema)
         with engine.begin() as conn:
             for index in indexes:
                 index.create(conn)
@@ -224,7 +218,7 @@ def advance_demo(
                 f"the demo source is already as of {_datetime(previous).isoformat()}; it cannot go back to "
                 f"{target.isoformat()}: generate it again with --as-of"
             )
-        written = _write(engine, params, _seconds(target), previous=previous, progress=progress)
+        written = _write(engine, params, _seconds(target), previous=previous, progress=progress, schema=schema)
         rows = _row_counts(engine)
     finally:
         engine.dispose()
@@ -299,72 +293,6 @@ def _row_counts(engine: sa.Engine) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# values in the form each database takes fastest
-
-
-@functools.lru_cache(maxsize=1)
-def _times_of_day() -> np.ndarray:
-    """'HH:MM:SS' of every second of a day, as bytes rows."""
-    return np.array([f"{x // 3600:02d}:{x // 60 % 60:02d}:{x % 60:02d}" for x in range(DAY)], dtype="S8").view(
-        np.uint8
-    ).reshape(-1, 8)
-
-
-class _Values:
-    """Columns to row values: strings SQLAlchemy would write (SQLite, PostgreSQL), objects elsewhere."""
-
-    def __init__(self, dialect: str):
-        self.dialect = dialect
-        self.fast = dialect in FAST_DIALECTS
-        suffix = ".000000" if dialect == "sqlite" else "+00"
-        self._suffix = np.frombuffer(suffix.encode(), dtype=np.uint8)
-        self._sep = ord(" ")
-        self._times = _times_of_day()
-        self._day0 = 0
-        self._dates = np.zeros((0, 10), dtype=np.uint8)
-
-    def _date_table(self, first: int, last: int) -> None:
-        if self._dates.shape[0] and self._day0 <= first and last < self._day0 + self._dates.shape[0]:
-            return
-        self._day0 = first - 400
-        days = np.arange(self._day0, last + 400).astype("datetime64[D]")
-        self._dates = np.datetime_as_string(days).astype("S10").view(np.uint8).reshape(-1, 10)
-
-    def timestamps(self, seconds: np.ndarray, null: np.ndarray | None = None) -> list:
-        """Timestamps from seconds since the epoch; `null` marks nulls."""
-        seconds = np.asarray(seconds, dtype=np.int64)
-        if null is not None and null.any():
-            out = np.array(self.timestamps(np.where(null, 0, seconds)), dtype=object)
-            out[null] = None
-            return out.tolist()
-        if not len(seconds):
-            return []
-        if not self.fast:
-            return [dt.datetime.fromtimestamp(s, UTC) for s in seconds.tolist()]
-        days = seconds // DAY
-        self._date_table(int(days.min()), int(days.max()))
-        width = 19 + len(self._suffix)
-        out = np.empty((len(seconds), width), dtype=np.uint8)
-        out[:, :10] = self._dates[days - self._day0]
-        out[:, 10] = self._sep
-        out[:, 11:19] = self._times[seconds - days * DAY]
-        out[:, 19:] = self._suffix
-        return out.view(f"S{width}").ravel().astype(f"U{width}").tolist()
-
-    def date(self, day: int):
-        value = dt.date(1970, 1, 1) + dt.timedelta(days=day)
-        return value.isoformat() if self.fast else value
-
-    @staticmethod
-    def ints(values: np.ndarray, null: np.ndarray | None = None) -> list:
-        if null is not None and null.any():
-            out = np.asarray(values).astype(object)
-            out[null] = None
-            return out.tolist()
-        return np.asarray(values).tolist()
-
-
-# ---------------------------------------------------------------------------------------------
 # the writer
 
 
@@ -422,43 +350,52 @@ class DaySimulator:
             yield runs, frontier
 
 
-def _write(engine: sa.Engine, params: DemoParams, as_of: int, previous: int | None, progress: bool) -> dict[str, int]:
+def _write(
+    engine: sa.Engine, params: DemoParams, as_of: int, previous: int | None, progress: bool, schema: str | None = None
+) -> dict[str, int]:
     """Write the source as of `as_of`; with `previous`, only what changed since that as-of.
 
     A fresh source is written one business day per transaction by a writer thread, so that
-    the database works while the next day is simulated; an advance is one transaction.
+    the database works while the next block of runs is simulated; an advance is one transaction.
     """
     simulator = DaySimulator(params, as_of)
     ref = simulator.ref
-    values = _Values(engine.dialect.name)
     written = {t.name: 0 for t in source_schema.metadata.sorted_tables}
     first_day = params.history_start // DAY
     last_day = as_of // DAY
     bar = _progress_bar(max(0, last_day - first_day + 1), progress, "OWS demo source")
-    history = _HistoryClock()
+    history = HistoryClock()
     try:
         if previous is None:
             with engine.begin() as conn:
                 _write_reference(conn, ref, as_of, None, written)
-            with _BackgroundWriter(engine, written) as writer:
+            with BackgroundWriter(engine, schema, written) as writer:
                 for day in range(first_day, last_day + 1):
                     for runs, frontier in simulator.day(day):
                         released = history.add(runs, release_before=frontier)
-                        for job in _day_rows(runs, as_of, values, ref.users):
-                            writer.submit(job)
-                        for job in _history_rows(released, None, as_of, values, ref.users):
-                            writer.submit(job)
+                        for batch in itertools.chain(
+                            day_batches(runs, as_of, ref.users), history_batches(released, None, as_of, ref.users)
+                        ):
+                            writer.submit(batch)
                     writer.commit()
                     _tick(bar, writer.runs_submitted)
         else:
+            run_table, step_table = source_schema.ows_workflow_run, source_schema.ows_run_step_status
             with engine.begin() as conn:
                 _write_reference(conn, ref, as_of, previous, written)
                 conn.execute(ows_demo_state.update().values(as_of=_datetime(as_of)))
                 for day in range(first_day, last_day + 1):
                     for runs, frontier in simulator.day(day):
                         released = history.add(runs, release_before=frontier)
-                        jobs = _advance_day(conn, runs, previous, as_of, values, ref.users)
-                        _insert_all(conn, itertools.chain(jobs, _history_rows(released, previous, as_of, values, ref.users)), written)
+                        gone_runs, gone_steps, batches = changed_since(runs, previous, as_of, ref.users)
+                        for chunk in _chunks(gone_runs, 500):
+                            conn.execute(run_table.delete().where(run_table.c.run_id.in_(chunk)))
+                        for run_id, step_ids in sorted(gone_steps.items()):
+                            conn.execute(
+                                step_table.delete().where(step_table.c.run_id == run_id, step_table.c.step_id.in_(step_ids))
+                            )
+                        for batch in itertools.chain(batches, history_batches(released, previous, as_of, ref.users)):
+                            written[batch.table.name] += insert_batch(conn, batch)
                     _tick(bar, written["ows_workflow_run"])
     finally:
         if bar is not None:
@@ -470,73 +407,6 @@ def _tick(bar, runs: int) -> None:
     if bar is not None:
         bar.update(1)
         bar.set_postfix_str(f"{runs:,} runs")
-
-
-Job = tuple  # (table, columns, rows)
-_COMMIT = object()
-
-
-def _insert_all(conn, jobs, written: dict) -> None:
-    for table, columns, rows in jobs:
-        written[table.name] += insert_rows(conn, table, columns, rows)
-
-
-class _BackgroundWriter:
-    """Bulk writes on a thread of their own; `commit()` ends a transaction; errors surface in the caller.
-
-    The queue holds a few chunks only, so memory stays flat however large a day is.
-    """
-
-    def __init__(self, engine: sa.Engine, written: dict):
-        self.engine = engine
-        self.written = written
-        self.runs_submitted = 0
-        self.error: BaseException | None = None
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.thread = threading.Thread(target=self._work, name="ows-demo-writer", daemon=True)
-
-    def __enter__(self) -> "_BackgroundWriter":
-        self.thread.start()
-        return self
-
-    def submit(self, job: Job) -> None:
-        if self.error is not None:
-            raise self.error
-        if job[0] is source_schema.ows_workflow_run:
-            self.runs_submitted += len(job[2])
-        self.queue.put(job)
-
-    def commit(self) -> None:
-        self.queue.put(_COMMIT)
-
-    def _work(self) -> None:
-        conn = None
-        try:
-            while (job := self.queue.get()) is not None:
-                if self.error is not None:
-                    continue
-                try:
-                    if job is _COMMIT:
-                        if conn is not None:
-                            conn.commit()
-                            conn.close()
-                            conn = None
-                        continue
-                    if conn is None:
-                        conn = self.engine.connect()
-                        conn.begin()
-                    _insert_all(conn, [job], self.written)
-                except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
-                    self.error = exc
-        finally:
-            if conn is not None:
-                conn.close()  # rolls back an unfinished transaction
-
-    def __exit__(self, *exc_info) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None and exc_info[0] is None:
-            raise self.error
 
 
 def _write_reference(conn, ref, as_of: int, previous: int | None, written: dict) -> None:
@@ -573,166 +443,3 @@ def _reference_row(table: sa.Table, row: dict) -> dict:
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def _run_rows(runs: DayRuns, view, picks: np.ndarray, values: _Values) -> list[tuple]:
-    """ows_workflow_run rows for the positions `picks` of `view`."""
-    idx = view.index[picks]
-    parent = runs.parent_run_id[idx]
-    loaded, matched = view.loaded[picks], view.matched[picks]
-    end = view.end[picks]
-    business_date = values.date(runs.business_day)
-    keys = [runs.run_key[i] for i in idx.tolist()]
-    return list(
-        zip(
-            runs.run_id[idx].tolist(),
-            runs.workflow_id[idx].tolist(),
-            keys,
-            values.ints(parent, parent < 0),
-            [business_date] * len(idx),
-            view.status[picks].tolist(),
-            view.result[picks].tolist(),
-            values.ints(loaded, loaded < 0),
-            values.ints(matched, matched < 0),
-            values.ints(view.suggested[picks], matched < 0),
-            values.ints(view.unmatched[picks], matched < 0),
-            values.timestamps(runs.begin[idx]),
-            values.timestamps(end, end < 0),
-            values.timestamps(view.last_update[picks]),
-        )
-    )
-
-
-def _step_rows(runs: DayRuns, view, picks: np.ndarray, values: _Values) -> list[tuple]:
-    """ows_run_step_status rows for the positions `picks` of `view`."""
-    cells = view.cell[picks]
-    end = view.end[picks]
-    return list(
-        zip(
-            runs.run_id[runs.cell_run[cells]].tolist(),
-            runs.cell_step_id[cells].tolist(),
-            view.status[picks].tolist(),
-            view.result[picks].tolist(),
-            view.assigned_user[picks].tolist(),
-            view.error_name[picks].tolist(),
-            view.error_message[picks].tolist(),
-            values.timestamps(view.begin[picks]),
-            values.timestamps(end, end < 0),
-            values.timestamps(view.last_update[picks]),
-        )
-    )
-
-
-CHUNK_ROWS = 50_000  # rows per bulk write: memory stays flat whatever the day's volume
-
-
-def _run_and_step_jobs(runs: DayRuns, run_view, run_picks, step_view, step_picks, values) -> Iterator[Job]:
-    for i in range(0, len(run_picks), CHUNK_ROWS):
-        rows = _run_rows(runs, run_view, run_picks[i : i + CHUNK_ROWS], values)
-        yield source_schema.ows_workflow_run, _RUN_COLUMNS, rows
-    for i in range(0, len(step_picks), CHUNK_ROWS):
-        rows = _step_rows(runs, step_view, step_picks[i : i + CHUNK_ROWS], values)
-        yield source_schema.ows_run_step_status, _STEP_COLUMNS, rows
-
-
-def _day_rows(runs: DayRuns, as_of: int, values: _Values, users: list[str]) -> Iterator[Job]:
-    """The run and step status rows of one business day as of `as_of`."""
-    run_view = project_runs(runs, as_of)
-    step_view = project_steps(runs, as_of, users)
-    yield from _run_and_step_jobs(
-        runs, run_view, np.arange(len(run_view.index)), step_view, np.arange(len(step_view.cell)), values
-    )
-
-
-def _advance_day(conn, runs: DayRuns, previous: int, as_of: int, values: _Values, users: list[str]) -> Iterator[Job]:
-    """Delete the run and step rows of a day that changed in (previous, as_of]; return what to insert."""
-    if len(runs.tr_at) == 0 or (runs.tr_at.max() <= previous and runs.begin.max(initial=0) <= previous):
-        return []
-    n = len(runs.run_id)
-    old_runs, new_runs = project_runs(runs, previous), project_runs(runs, as_of)
-    old_lud = np.full(n, -1, dtype=np.int64)
-    old_lud[old_runs.index] = old_runs.last_update
-    existed = old_lud[new_runs.index] >= 0
-    changed_run = existed & (old_lud[new_runs.index] != new_runs.last_update)
-    run_picks = np.flatnonzero(~existed | changed_run)
-
-    n_cells = len(runs.cell_first)
-    old_steps, new_steps = project_steps(runs, previous, users), project_steps(runs, as_of, users)
-    old_cell_lud = np.full(n_cells, -1, dtype=np.int64)
-    old_cell_lud[old_steps.cell] = old_steps.last_update
-    cell_existed = old_cell_lud[new_steps.cell] >= 0
-    changed_cell = cell_existed & (old_cell_lud[new_steps.cell] != new_steps.last_update)
-    step_picks = np.flatnonzero(~cell_existed | changed_cell)
-
-    run_table, step_table = source_schema.ows_workflow_run, source_schema.ows_run_step_status
-    for chunk in _chunks(runs.run_id[new_runs.index[changed_run]].tolist(), 500):
-        conn.execute(run_table.delete().where(run_table.c.run_id.in_(chunk)))
-    changed_cells = new_steps.cell[changed_cell]
-    by_run: dict[int, list[int]] = {}
-    for run_id, step_id in zip(runs.run_id[runs.cell_run[changed_cells]].tolist(), runs.cell_step_id[changed_cells].tolist()):
-        by_run.setdefault(run_id, []).append(step_id)
-    for run_id, step_ids in sorted(by_run.items()):
-        conn.execute(step_table.delete().where(step_table.c.run_id == run_id, step_table.c.step_id.in_(step_ids)))
-    return list(_run_and_step_jobs(runs, new_runs, run_picks, new_steps, step_picks, values))
-
-
-class _HistoryClock:
-    """Numbers step transitions in time order across business days: hist_id follows changed_at.
-
-    A block's transitions are kept until no later block can add an earlier one (the block's
-    frontier), then sorted by (changed_at, run, step, order) and numbered.
-    """
-
-    _FIELDS = ("at", "run_id", "cell_order", "step_id", "from_", "to", "result", "user")
-
-    def __init__(self):
-        self.next_id = 1
-        self.pending = {name: np.zeros(0, dtype=np.int64) for name in self._FIELDS}
-
-    def add(self, runs: DayRuns, release_before: int) -> dict[str, np.ndarray]:
-        cells = runs.tr_cell
-        fresh = {
-            "at": runs.tr_at,
-            "run_id": runs.run_id[runs.cell_run[cells]],
-            "cell_order": np.arange(len(cells), dtype=np.int64),
-            "step_id": runs.cell_step_id[cells],
-            "from_": runs.tr_from,
-            "to": runs.tr_to,
-            "result": runs.tr_result,
-            "user": runs.tr_user,
-        }
-        merged = {name: np.concatenate([self.pending[name], fresh[name].astype(np.int64)]) for name in self._FIELDS}
-        ready = merged["at"] < release_before
-        out = {name: merged[name][ready] for name in self._FIELDS}
-        self.pending = {name: merged[name][~ready] for name in self._FIELDS}
-        order = np.lexsort((out["cell_order"], out["run_id"], out["at"]))
-        out = {name: values[order] for name, values in out.items()}
-        out["hist_id"] = self.next_id + np.arange(len(order), dtype=np.int64)
-        self.next_id += len(order)
-        return out
-
-
-def _history_rows(released: dict, previous: int | None, as_of: int, values: _Values, users: list[str]) -> Iterator[Job]:
-    """History rows among `released` with changed_at in (previous, as_of]."""
-    at = released["at"]
-    pick = at <= as_of
-    if previous is not None:
-        pick &= at > previous
-    users_array = np.array(users + ["WFENGINE"], dtype=object)
-    picked = {name: array[pick] for name, array in released.items()}
-    for i in range(0, len(picked["at"]), CHUNK_ROWS):
-        rows = {name: array[i : i + CHUNK_ROWS] for name, array in picked.items()}
-        from_ = rows["from_"]
-        rows = list(
-            zip(
-                rows["hist_id"].tolist(),
-                rows["run_id"].tolist(),
-                rows["step_id"].tolist(),
-                np.where(from_ >= 0, STATUSES[np.maximum(from_, 0)], None).tolist(),
-                STATUSES[rows["to"]].tolist(),
-                RESULT_CODES[rows["result"]].tolist(),
-                values.timestamps(rows["at"]),
-                users_array[rows["user"]].tolist(),
-            )
-        )
-        yield source_schema.ows_run_step_history, _HISTORY_COLUMNS, rows

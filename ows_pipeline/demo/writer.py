@@ -1,0 +1,220 @@
+"""Writing demo column batches: ADBC bulk ingest for a fresh source, SQLAlchemy inside an advance.
+
+A fresh SQLite or PostgreSQL source is written through ADBC from Arrow tables built straight from
+the numpy columns (COPY BINARY on PostgreSQL, a prepared insert on SQLite): no Python object per
+value. An advance writes in the same transaction as its deletes, through
+`ows_pipeline.warehouse.bulk.insert_rows`; other databases (Oracle) get datetime objects through
+SQLAlchemy Core. Timestamps are UTC: timestamptz on PostgreSQL, SQLAlchemy's text on SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import queue
+import threading
+
+import numpy as np
+import sqlalchemy as sa
+
+from ows_pipeline.demo.batches import Batch
+from ows_pipeline.warehouse.bulk import insert_rows
+
+UTC = dt.timezone.utc
+DAY = 86_400
+FAST_DIALECTS = ("sqlite", "postgresql")
+"""Written by ADBC when fresh and with pre-formatted text in an advance; others get objects."""
+_SUFFIX = {"sqlite": ".000000", "postgresql": "+00"}
+
+
+@functools.lru_cache(maxsize=1)
+def _times_of_day() -> np.ndarray:
+    """'HH:MM:SS' of every second of a day, as bytes rows."""
+    return np.array([f"{x // 3600:02d}:{x // 60 % 60:02d}:{x % 60:02d}" for x in range(DAY)], dtype="S8").view(
+        np.uint8
+    ).reshape(-1, 8)
+
+
+def timestamp_text(seconds: np.ndarray, suffix: str) -> np.ndarray:
+    """'YYYY-MM-DD HH:MM:SS<suffix>' of seconds since the epoch, as a fixed-width bytes array."""
+    seconds = np.asarray(seconds, dtype=np.int64)
+    width = 19 + len(suffix)
+    if not len(seconds):
+        return np.zeros(0, dtype=f"S{width}")
+    days = seconds // DAY
+    first = int(days.min())
+    dates = np.datetime_as_string(np.arange(first, int(days.max()) + 1).astype("datetime64[D]")).astype("S10")
+    out = np.empty((len(seconds), width), dtype=np.uint8)
+    out[:, :10] = dates.view(np.uint8).reshape(-1, 10)[days - first]
+    out[:, 10] = ord(" ")
+    out[:, 11:19] = _times_of_day()[seconds - days * DAY]
+    out[:, 19:] = np.frombuffer(suffix.encode(), dtype=np.uint8)
+    return out.view(f"S{width}").ravel()
+
+
+def _with_nulls(values: list, null: np.ndarray | None) -> list:
+    if null is None or not null.any():
+        return values
+    out = np.array(values, dtype=object)
+    out[null] = None
+    return out.tolist()
+
+
+def rows(batch: Batch, dialect: str) -> list[tuple]:
+    """The batch as row tuples for `insert_rows`: text the fast dialects take, objects elsewhere."""
+    fast = dialect in FAST_DIALECTS
+    columns = []
+    for column in batch.columns.values():
+        if column.kind == "ts":
+            if fast:
+                text = timestamp_text(column.values, _SUFFIX[dialect])
+                values = text.astype(f"U{text.dtype.itemsize}").tolist()
+            else:
+                values = [dt.datetime.fromtimestamp(s, UTC) for s in column.values.tolist()]
+        elif column.kind == "date":
+            dates = column.values.astype("datetime64[D]")
+            values = np.datetime_as_string(dates).tolist() if fast else dates.astype(object).tolist()
+        else:
+            values = column.values.tolist()
+        columns.append(_with_nulls(values, column.null))
+    return list(zip(*columns))
+
+
+def insert_batch(conn: sa.Connection, batch: Batch) -> int:
+    """Insert a batch inside the caller's SQLAlchemy transaction."""
+    return insert_rows(conn, batch.table, list(batch.columns), rows(batch, conn.dialect.name))
+
+
+def arrow_table(batch: Batch, dialect: str):
+    """The batch as an Arrow table with the column types of the OWS tables on `dialect`."""
+    import pyarrow as pa
+
+    arrays = {}
+    for name, column in batch.columns.items():
+        null = column.null if column.null is not None and column.null.any() else None
+        if column.kind == "int":
+            wide = isinstance(batch.table.c[name].type, sa.BigInteger)
+            arrays[name] = pa.array(column.values, type=pa.int64() if wide else pa.int32(), mask=null)
+        elif column.kind == "ts" and dialect == "postgresql":
+            arrays[name] = pa.array(column.values, type=pa.timestamp("s", tz="UTC"), mask=null)
+        elif column.kind == "ts":
+            arrays[name] = pa.array(timestamp_text(column.values, _SUFFIX[dialect]), mask=null).cast(pa.string())
+        elif column.kind == "date" and dialect == "postgresql":
+            arrays[name] = pa.array(column.values.astype(np.int32), type=pa.date32())
+        elif column.kind == "date":
+            arrays[name] = pa.array(np.datetime_as_string(column.values.astype("datetime64[D]")), type=pa.string())
+        else:
+            arrays[name] = pa.array(column.values, type=pa.string())
+    return pa.table(arrays)
+
+
+class _Ingest:
+    """An ADBC connection to the source database, one transaction at a time."""
+
+    def __init__(self, engine: sa.Engine, schema: str | None):
+        url = engine.url
+        self.dialect, self.schema = engine.dialect.name, schema
+        if self.dialect == "postgresql":
+            import adbc_driver_postgresql.dbapi as adbc
+
+            self.conn = adbc.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+        else:
+            import adbc_driver_sqlite.dbapi as adbc
+
+            self.conn = adbc.connect(url.database)
+
+    def write(self, batch: Batch) -> int:
+        with self.conn.cursor() as cursor:
+            options = {"db_schema_name": self.schema} if self.schema else {}
+            cursor.adbc_ingest(batch.table.name, arrow_table(batch, self.dialect), mode="append", **options)
+        return len(batch)
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()  # rolls back an unfinished transaction
+
+
+class _Core:
+    """A SQLAlchemy connection, one transaction at a time (databases without ADBC here)."""
+
+    def __init__(self, engine: sa.Engine):
+        self.conn = engine.connect()
+        self.conn.begin()
+
+    def write(self, batch: Batch) -> int:
+        return insert_batch(self.conn, batch)
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self.conn.begin()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _bulk_connection(engine: sa.Engine, schema: str | None):
+    if engine.dialect.name in FAST_DIALECTS:
+        try:
+            return _Ingest(engine, schema)
+        except ImportError:  # the ADBC drivers are declared dependencies; without them, the slower path
+            pass
+    return _Core(engine)
+
+
+_COMMIT = object()
+
+
+class BackgroundWriter:
+    """Bulk writes on a thread of their own; `commit()` ends a transaction; errors surface in the caller.
+
+    The queue holds a few batches only, so memory stays flat however large a day is.
+    """
+
+    def __init__(self, engine: sa.Engine, schema: str | None, written: dict):
+        self.engine, self.schema = engine, schema
+        self.written = written
+        self.runs_submitted = 0
+        self.error: BaseException | None = None
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.thread = threading.Thread(target=self._work, name="ows-demo-writer", daemon=True)
+
+    def __enter__(self) -> "BackgroundWriter":
+        self.thread.start()
+        return self
+
+    def submit(self, batch: Batch) -> None:
+        if self.error is not None:
+            raise self.error
+        if batch.table.name == "ows_workflow_run":
+            self.runs_submitted += len(batch)
+        self.queue.put(batch)
+
+    def commit(self) -> None:
+        self.queue.put(_COMMIT)
+
+    def _work(self) -> None:
+        target = None
+        try:
+            while (job := self.queue.get()) is not None:
+                if self.error is not None:
+                    continue
+                try:
+                    if target is None:
+                        target = _bulk_connection(self.engine, self.schema)
+                    if job is _COMMIT:
+                        target.commit()
+                    else:
+                        self.written[job.table.name] += target.write(job)
+                except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                    self.error = exc
+        finally:
+            if target is not None:
+                target.close()
+
+    def __exit__(self, *exc_info) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
