@@ -14,16 +14,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from ows_pipeline.settings import Settings
+from ows_pipeline.weeks import Week
 
 
-def week_run_time(partition_key: str, timezone: str) -> dt.datetime:
-    """When the schedule runs a week: the following Sunday at 02:00 local time, as UTC."""
-    start = dt.date.fromisoformat(partition_key)
-    local = dt.datetime.combine(start + dt.timedelta(days=7), dt.time(2, 0), tzinfo=ZoneInfo(timezone))
-    return local.astimezone(dt.timezone.utc)
+def week_run_time(week: Week) -> dt.datetime:
+    """When the schedule runs a week: the Sunday it ends, at 02:00 local time, as UTC."""
+    end = week.local(week.end_utc)
+    return dt.datetime.combine(end.date(), dt.time(2, 0), tzinfo=week.tz).astimezone(dt.timezone.utc)
 
 
 LOCATION = "ows_pipeline"
@@ -99,7 +98,7 @@ def run_demo(
     reports: list[Path] = []
     with dg.DagsterInstance.get() as instance:
         for i, key in enumerate(keys):
-            as_of = min(week_run_time(key, settings.timezone), dt.datetime.now(dt.timezone.utc))
+            as_of = min(week_run_time(Week.from_key(key, settings.timezone)), dt.datetime.now(dt.timezone.utc))
             started = time.perf_counter()
             if i == 0:
                 log(f"Generating the demo OWS source: {history_weeks} weeks of history up to {as_of:%Y-%m-%d %H:%M} UTC")
