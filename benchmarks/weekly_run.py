@@ -9,7 +9,9 @@ instance, then the same command in the contender's folder with the contender's o
         --tags '{"dagster/partition": "2026-11-08", ...}'
 
 timed from start to exit under `/usr/bin/time -v` (peak RSS of the largest process) while the RSS of
-the whole process tree is sampled from /proc every 0.2 s (peak of the sum). With --steady-state the
+the whole process tree is sampled from /proc every 0.2 s (peak of the sum), beside the CPU seconds of the
+run (user + system) and of the PostgreSQL backends serving its databases: on a shared machine CPU
+seconds compare better than wall times. With --steady-state the
 copy is then advanced one week and the next week's run is measured the same way. Medians over
 --repeat; ratios current / baseline.
 
@@ -52,6 +54,7 @@ SIZES = {"10k": 134, "100k": 1340, "250k": 3350, "1m": 13400, "4m": 53600, "10m"
 """runs per weekday for about 10k ... 10M runs over 12 weeks"""
 JOB = "ows_weekly_job"
 CHECKOUTS = Path(tempfile.gettempdir()) / "ows_bench_checkouts"
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 @dataclass
@@ -90,8 +93,9 @@ def baseline_contender(ref: str) -> Contender:
 # memory of a process tree
 
 
-def _tree_rss_kib(root: int) -> int:
-    """Resident set size of `root` and all its descendants, from /proc."""
+def _tree_rss_kib(root: int, databases: frozenset = frozenset(), server_ticks: dict | None = None) -> int:
+    """Resident set size of `root` and all its descendants, from /proc; with `databases`, the CPU
+    ticks of every PostgreSQL backend serving one of them go into `server_ticks` (pid: ticks)."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -100,6 +104,10 @@ def _tree_rss_kib(root: int) -> int:
         try:
             stat = (entry / "stat").read_text()
             fields = stat.rsplit(")", 1)[1].split()
+            if databases and "(postgres)" in stat:
+                words = (entry / "cmdline").read_bytes().decode(errors="replace").split()
+                if len(words) > 3 and words[3] in databases:  # "postgres: 15/main: <user> <database> ..."
+                    server_ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
         except OSError:
             continue
         pid = int(entry.name)
@@ -116,17 +124,23 @@ def _tree_rss_kib(root: int) -> int:
 
 
 class TreeSampler:
-    """Peak of the summed RSS of a process tree, sampled every `interval` seconds on a thread."""
+    """Peak of the summed RSS of a process tree, sampled every `interval` seconds on a thread, and the
+    CPU seconds of the PostgreSQL backends serving `databases` (the work the client hands the server)."""
 
-    def __init__(self, root: int, interval: float = 0.2):
-        self.root, self.interval, self.peak_kib = root, interval, 0
+    def __init__(self, root: int, databases: frozenset = frozenset(), interval: float = 0.2):
+        self.root, self.databases, self.interval, self.peak_kib = root, databases, interval, 0
+        self.server_ticks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_kib = max(self.peak_kib, _tree_rss_kib(self.root))
+            self.peak_kib = max(self.peak_kib, _tree_rss_kib(self.root, self.databases, self.server_ticks))
             self._stop.wait(self.interval)
+
+    @property
+    def server_cpu_s(self) -> float:
+        return sum(self.server_ticks.values()) / os.sysconf("SC_CLK_TCK")
 
     def __enter__(self):
         self._thread.start()
@@ -195,6 +209,12 @@ def step_breakdown(dagster_home: Path) -> dict:
     }
 
 
+def _postgres_databases(*urls: str) -> frozenset:
+    import sqlalchemy as sa
+
+    return frozenset(sa.make_url(u).database for u in urls if u.startswith("postgresql"))
+
+
 def timed_job(contender: Contender, week: str, env: dict, dagster_home: Path, log: Path) -> dict:
     """`dagster job execute` for `week` in the contender's folder: wall, CPU, peak RSS, steps."""
     tags = json.dumps({"dagster/partition": week, "ows/trigger": "manual"})
@@ -205,20 +225,24 @@ def timed_job(contender: Contender, week: str, env: dict, dagster_home: Path, lo
         started = time.perf_counter()
         proc = subprocess.Popen(["/usr/bin/time", "-v", "-o", str(time_file), *command], cwd=contender.folder,
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
-        with TreeSampler(proc.pid) as tree:
+        databases = _postgres_databases(env["OWS_SOURCE_URL"], env["OWS_WAREHOUSE_URL"])
+        with TreeSampler(proc.pid, databases) as tree:
             code = proc.wait()
         wall = time.perf_counter() - started
     measured = _time_v(time_file)
     row = {
         "wall_s": wall, "exit": code, "max_rss_mib": measured.get("max_rss_kib", 0) / 1024,
         "tree_rss_mib": tree.peak_kib / 1024, "cpu_s": measured.get("user_s", 0) + measured.get("sys_s", 0),
+        "server_cpu_s": tree.server_cpu_s,
     }
     try:
         row.update(step_breakdown(dagster_home))
     except Exception as exc:  # noqa: BLE001 - a failed run may leave no event log; the exit code says so
         row.update({"status": f"no event log ({exc})", "run_s": 0.0, "work_s": 0.0, "slowest_steps": ""})
     if code != 0:
-        row["status"] = f"{row.get('status')} (exit {code}; log {log})"
+        kept = RESULTS / f"failed_{log.parent.name}_{log.name}"
+        shutil.copy(log, kept)
+        row["status"] = f"{row.get('status')} (exit {code}; log {kept})"
     return row
 
 
@@ -257,8 +281,10 @@ def _ows_cli(args: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "ows_pipeline.cli", *args], check=True, cwd=ROOT)
 
 
-def measure(contender: Contender, source: Source, warehouse: str, steady: bool, base: Path, label: str) -> list[dict]:
-    """First load (and steady state) of one contender on a fresh copy of the source."""
+def measure(contender: Contender, source: Source, warehouse: str, steady: bool, base: Path, label: str,
+            record) -> list[dict]:
+    """First load (and steady state) of one contender on a fresh copy of the source; `record(row)` keeps
+    each measurement as soon as it is made."""
     work = base / label.replace(" ", "_")
     dagster_home, ows_home = work / "dagster_home", work / "ows_home"
     dagster_home.mkdir(parents=True)
@@ -273,13 +299,13 @@ def measure(contender: Contender, source: Source, warehouse: str, steady: bool, 
     try:
         common = {"contender": contender.name, "commit": contender.commit, "runs": source.runs,
                   "source": source.kind, "warehouse": warehouse}
-        rows.append({**common, "run": "first load", "week": FIRST_WEEK,
-                     **timed_job(contender, FIRST_WEEK, env, dagster_home, work / "first_load.log")})
+        rows.append(record({**common, "run": "first load", "week": FIRST_WEEK,
+                            **timed_job(contender, FIRST_WEEK, env, dagster_home, work / "first_load.log")}))
         print(_line(rows[-1]), flush=True)
         if steady and rows[-1]["exit"] == 0:
             _ows_cli(["demo-source", "--url", source_url, "--advance", "--as-of", NEXT_AS_OF, "--quiet"])
-            rows.append({**common, "run": "steady state", "week": NEXT_WEEK,
-                         **timed_job(contender, NEXT_WEEK, env, dagster_home, work / "steady_state.log")})
+            rows.append(record({**common, "run": "steady state", "week": NEXT_WEEK,
+                                **timed_job(contender, NEXT_WEEK, env, dagster_home, work / "steady_state.log")}))
             print(_line(rows[-1]), flush=True)
     finally:
         source.drop(source_url)
@@ -290,7 +316,7 @@ def measure(contender: Contender, source: Source, warehouse: str, steady: bool, 
 
 def _line(r: dict) -> str:
     return (f"  {r['contender']:<18} {r['run']:<13} {r['runs']:>10,} runs  {r['wall_s']:8.1f} s wall  "
-            f"{r['cpu_s']:8.1f} s CPU  peak {r['max_rss_mib']:8.0f} MiB (tree {r['tree_rss_mib']:.0f})  {r['status']}")
+            f"{r['cpu_s']:8.1f} s CPU (+{r.get('server_cpu_s', 0):.0f} s server)  peak {r['max_rss_mib']:8.0f} MiB (tree {r['tree_rss_mib']:.0f})  {r['status']}")
 
 
 def machine() -> dict:
@@ -306,21 +332,25 @@ def summarise(rows: list[dict]) -> None:
         if r["exit"] == 0:
             groups.setdefault((r["runs"], r["source"], r["warehouse"], r["run"], r["contender"]), []).append(r)
     print()
-    print(f"{'runs':>10} {'source->warehouse':<22}{'run':<14}{'contender':<20}{'n':>3}{'wall s':>9}{'CPU s':>9}"
-          f"{'peak MiB':>10}{'tree MiB':>10}{'wall/base':>10}{'peak/base':>10}")
+    print(f"{'runs':>10} {'source->warehouse':<24}{'run':<14}{'contender':<18}{'n':>3}{'wall s':>9}{'CPU s':>8}"
+          f"{'server s':>9}{'peak MiB':>10}{'tree MiB':>10}{'wall/base':>10}{'CPU/base':>9}{'peak/base':>10}")
     medians = {}
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3], k[4] != "current")):
         runs, source, warehouse, run, who = key
         rs = groups[key]
-        med = {m: statistics.median(r[m] for r in rs) for m in ("wall_s", "cpu_s", "max_rss_mib", "tree_rss_mib")}
+        med = {m: statistics.median(r.get(m, 0.0) for r in rs)
+               for m in ("wall_s", "cpu_s", "server_cpu_s", "max_rss_mib", "tree_rss_mib")}
         medians[key] = med
         base = next((medians.get(k) for k in medians if k[:4] == key[:4] and k[4].startswith("baseline")), None)
         if who.startswith("baseline"):
             base = None
-        ratio = (f"{med['wall_s'] / base['wall_s']:>10.2f}{med['max_rss_mib'] / base['max_rss_mib']:>10.2f}"
-                 if base else "")
-        print(f"{runs:>10,} {source + '->' + warehouse:<22}{run:<14}{who:<20}{len(rs):>3}{med['wall_s']:>9.1f}"
-              f"{med['cpu_s']:>9.1f}{med['max_rss_mib']:>10.0f}{med['tree_rss_mib']:>10.0f}{ratio}")
+        ratio = ""
+        if base:
+            cpu = (med["cpu_s"] + med["server_cpu_s"]) / (base["cpu_s"] + base["server_cpu_s"])
+            ratio = f"{med['wall_s'] / base['wall_s']:>10.2f}{cpu:>9.2f}{med['max_rss_mib'] / base['max_rss_mib']:>10.2f}"
+        print(f"{runs:>10,} {source + '->' + warehouse:<24}{run:<14}{who:<18}{len(rs):>3}{med['wall_s']:>9.1f}"
+              f"{med['cpu_s']:>8.1f}{med['server_cpu_s']:>9.1f}{med['max_rss_mib']:>10.0f}{med['tree_rss_mib']:>10.0f}{ratio}")
+    print("CPU/base: run plus server CPU seconds against the baseline's (not measured for baseline rows without it)")
     print("targets: first load peak at 4M <= 1.2x the peak at 1M and <= 2 GiB; 1M first load wall <= 0.5x baseline; "
           "steady state no worse than baseline")
 
@@ -335,7 +365,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="repetitions of the current code (median)")
     parser.add_argument("--baseline-repeat", type=int, default=1, help="repetitions of the baseline (median)")
     parser.add_argument("--steady-state", action="store_true", help="then advance one week and time that run")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "weekly_run.jsonl")
+    parser.add_argument("--results", type=Path, default=RESULTS / "weekly_run.jsonl")
     parser.add_argument("--compare-with", type=Path, help="earlier results (JSON lines) to include in the summary")
     args = parser.parse_args(argv)
     sizes = [s.strip().lower() for s in args.runs.split(",")]
@@ -351,6 +381,7 @@ def main(argv=None) -> int:
     if not contenders:
         parser.error("nothing to measure: --only baseline needs --baseline-ref")
     args.results.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     before = machine()
     print(f"machine: {before['cores']} cores, load {before['load_1m']} / {before['load_5m']} (1 / 5 min) at {before['at']}")
     rows = []
@@ -367,11 +398,14 @@ def main(argv=None) -> int:
                 for n, i in enumerate(order):
                     contender = contenders[i]
                     label = f"{size}_{n}_{contender.name.split()[0]}"
-                    for row in measure(contender, source, args.warehouse, args.steady_state, base, label):
-                        row.update({"size": size, "machine_before": machine()})
-                        rows.append(row)
+
+                    def record(row: dict, size=size) -> dict:
+                        row.update({"size": size, "machine_after": machine()})
                         with open(args.results, "a") as out:
                             out.write(json.dumps(row) + "\n")
+                        return row
+
+                    rows += measure(contender, source, args.warehouse, args.steady_state, base, label, record)
             finally:
                 if args.warehouse == "postgresql":
                     drop_database(source.url)
