@@ -98,7 +98,7 @@ def arrow_table(batch: Batch, dialect: str):
         elif column.kind == "ts" and dialect == "postgresql":
             arrays[name] = pa.array(column.values, type=pa.timestamp("s", tz="UTC"), mask=null)
         elif column.kind == "ts":
-            arrays[name] = pa.array(timestamp_text(column.values, _SUFFIX[dialect]), mask=null).cast(pa.string())
+            arrays[name] = _fixed_width_strings(timestamp_text(column.values, _SUFFIX[dialect]), null)
         elif column.kind == "date" and dialect == "postgresql":
             arrays[name] = pa.array(column.values.astype(np.int32), type=pa.date32())
         elif column.kind == "date":
@@ -106,6 +106,17 @@ def arrow_table(batch: Batch, dialect: str):
         else:
             arrays[name] = pa.array(column.values, type=pa.string())
     return pa.table(arrays)
+
+
+def _fixed_width_strings(text: np.ndarray, null: np.ndarray | None):
+    """An Arrow string array over the bytes of a fixed-width bytes array, without a copy per value."""
+    import pyarrow as pa
+
+    width, n = text.dtype.itemsize, len(text)
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    validity = None if null is None else pa.py_buffer(np.packbits(~null, bitorder="little"))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(text).view(np.uint8)),
+                                       validity, null_count=-1 if null is None else int(null.sum()))
 
 
 class _Ingest:
