@@ -307,10 +307,11 @@ def test_postgres_schema_holds_the_tables(pg_url):
     assert runs > 0
 
 
-def test_object_values_path_gives_the_same_rows(sqlite_url, sqlite_url_2, monkeypatch):
-    """The path used for Oracle (datetime objects through SQLAlchemy) writes what the fast path writes."""
+def test_bulk_writer_path_gives_the_same_rows(sqlite_url, sqlite_url_2, monkeypatch):
+    """The path an advance and Oracle take (the warehouse bulk writer from native Arrow types) writes what
+    ADBC ingest writes."""
     generate_demo(sqlite_url, weeks=1, as_of=BUSY, **SMALL)
-    monkeypatch.setattr(demo_writer, "FAST_DIALECTS", ())
+    monkeypatch.setattr(demo_writer, "ADBC_DIALECTS", ())
     generate_demo(sqlite_url_2, weeks=1, as_of=BUSY, **SMALL)
     assert dump(sqlite_url) == dump(sqlite_url_2)
 

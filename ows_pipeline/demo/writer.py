@@ -1,15 +1,14 @@
-"""Writing demo column batches: ADBC bulk ingest for a fresh source, SQLAlchemy inside an advance.
+"""Writing demo column batches: ADBC bulk ingest for a fresh source, the warehouse bulk writer inside an advance.
 
 A fresh SQLite or PostgreSQL source is written through ADBC from Arrow tables built straight from
 the numpy columns (COPY BINARY on PostgreSQL, a prepared insert on SQLite): no Python object per
 value. An advance writes in the same transaction as its deletes, through
-`ows_pipeline.warehouse.bulk.insert_rows`; other databases (Oracle) get datetime objects through
-SQLAlchemy Core. Timestamps are UTC: timestamptz on PostgreSQL, SQLAlchemy's text on SQLite.
+`ows_pipeline.warehouse.bulk.write_arrow` (COPY, executemany, or SQLAlchemy Core on Oracle).
+Timestamps are UTC: timestamptz on PostgreSQL, SQLAlchemy's text on SQLite.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import queue
 import threading
@@ -18,13 +17,11 @@ import numpy as np
 import sqlalchemy as sa
 
 from ows_pipeline.demo.batches import Batch
-from ows_pipeline.warehouse.bulk import insert_rows
+from ows_pipeline.warehouse.bulk import write_arrow
 
-UTC = dt.timezone.utc
 DAY = 86_400
-FAST_DIALECTS = ("sqlite", "postgresql")
-"""Written by ADBC when fresh and with pre-formatted text in an advance; others get objects."""
-_SUFFIX = {"sqlite": ".000000", "postgresql": "+00"}
+ADBC_DIALECTS = ("sqlite", "postgresql")
+"""Databases a fresh source is written to by ADBC bulk ingest; others take the bulk writer."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,41 +49,14 @@ def timestamp_text(seconds: np.ndarray, suffix: str) -> np.ndarray:
     return out.view(f"S{width}").ravel()
 
 
-def _with_nulls(values: list, null: np.ndarray | None) -> list:
-    if null is None or not null.any():
-        return values
-    out = np.array(values, dtype=object)
-    out[null] = None
-    return out.tolist()
-
-
-def rows(batch: Batch, dialect: str) -> list[tuple]:
-    """The batch as row tuples for `insert_rows`: text the fast dialects take, objects elsewhere."""
-    fast = dialect in FAST_DIALECTS
-    columns = []
-    for column in batch.columns.values():
-        if column.kind == "ts":
-            if fast:
-                text = timestamp_text(column.values, _SUFFIX[dialect])
-                values = text.astype(f"U{text.dtype.itemsize}").tolist()
-            else:
-                values = [dt.datetime.fromtimestamp(s, UTC) for s in column.values.tolist()]
-        elif column.kind == "date":
-            dates = column.values.astype("datetime64[D]")
-            values = np.datetime_as_string(dates).tolist() if fast else dates.astype(object).tolist()
-        else:
-            values = column.values.tolist()
-        columns.append(_with_nulls(values, column.null))
-    return list(zip(*columns))
-
-
 def insert_batch(conn: sa.Connection, batch: Batch) -> int:
     """Insert a batch inside the caller's SQLAlchemy transaction."""
-    return insert_rows(conn, batch.table, list(batch.columns), rows(batch, conn.dialect.name))
+    return write_arrow(conn, batch.table, arrow_table(batch))
 
 
-def arrow_table(batch: Batch, dialect: str):
-    """The batch as an Arrow table with the column types of the OWS tables on `dialect`."""
+def arrow_table(batch: Batch, sqlite_text: bool = False):
+    """The batch as an Arrow table with the column types of the OWS tables; with `sqlite_text`,
+    timestamps and dates as SQLAlchemy's SQLite text (what ADBC's SQLite ingest must be given)."""
     import pyarrow as pa
 
     arrays = {}
@@ -95,11 +65,11 @@ def arrow_table(batch: Batch, dialect: str):
         if column.kind == "int":
             wide = isinstance(batch.table.c[name].type, sa.BigInteger)
             arrays[name] = pa.array(column.values, type=pa.int64() if wide else pa.int32(), mask=null)
-        elif column.kind == "ts" and dialect == "postgresql":
+        elif column.kind == "ts" and not sqlite_text:
             arrays[name] = pa.array(column.values, type=pa.timestamp("s", tz="UTC"), mask=null)
         elif column.kind == "ts":
-            arrays[name] = _fixed_width_strings(timestamp_text(column.values, _SUFFIX[dialect]), null)
-        elif column.kind == "date" and dialect == "postgresql":
+            arrays[name] = _fixed_width_strings(timestamp_text(column.values, ".000000"), null)
+        elif column.kind == "date" and not sqlite_text:
             arrays[name] = pa.array(column.values.astype(np.int32), type=pa.date32())
         elif column.kind == "date":
             arrays[name] = pa.array(np.datetime_as_string(column.values.astype("datetime64[D]")), type=pa.string())
@@ -137,7 +107,8 @@ class _Ingest:
     def write(self, batch: Batch) -> int:
         with self.conn.cursor() as cursor:
             options = {"db_schema_name": self.schema} if self.schema else {}
-            cursor.adbc_ingest(batch.table.name, arrow_table(batch, self.dialect), mode="append", **options)
+            data = arrow_table(batch, sqlite_text=self.dialect == "sqlite")
+            cursor.adbc_ingest(batch.table.name, data, mode="append", **options)
         return len(batch)
 
     def commit(self) -> None:
@@ -148,7 +119,7 @@ class _Ingest:
 
 
 class _Core:
-    """A SQLAlchemy connection, one transaction at a time (databases without ADBC here)."""
+    """A SQLAlchemy connection, one transaction at a time (databases without ADBC ingest here)."""
 
     def __init__(self, engine: sa.Engine):
         self.conn = engine.connect()
@@ -166,7 +137,7 @@ class _Core:
 
 
 def _bulk_connection(engine: sa.Engine, schema: str | None):
-    if engine.dialect.name in FAST_DIALECTS:
+    if engine.dialect.name in ADBC_DIALECTS:
         try:
             return _Ingest(engine, schema)
         except ImportError:  # the ADBC drivers are declared dependencies; without them, the slower path
