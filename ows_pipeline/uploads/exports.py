@@ -116,27 +116,6 @@ def prepare_export(file_name: str, data: bytes, limits: UploadLimits) -> ExportP
     return ExportPlan(table_name, as_of, ExportRows(raw, clean, issues, parsed.row_numbers, warnings))
 
 
-def _rule_context(conn: sa.Connection, as_of: dt.datetime):
-    import numpy as np
-    import pandas as pd
-
-    from ows_pipeline.staging.rules import RuleContext
-
-    cache: dict = {}
-
-    def reference_values(table: str, column: str):
-        if (table, column) not in cache:
-            query = sa.text(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")
-            cache[(table, column)] = np.array([r[0] for r in conn.execute(query)])
-        return cache[(table, column)]
-
-    def open_rows(table: str, key: str, id_column: str, open_column: str):
-        query = sa.text(f"SELECT {id_column}, {key} FROM {table} WHERE {open_column} IS NULL")
-        return pd.DataFrame(conn.execute(query).all(), columns=[id_column, key])
-
-    return RuleContext(as_of, reference_values, open_rows)
-
-
 def refuse_without_parents(conn: sa.Connection, table_name: str, clean) -> None:
     """An export whose parent tables are not loaded at all cannot join: one refusal, not one per row."""
     from ows_pipeline.staging.suites import SUITES
@@ -237,6 +216,7 @@ def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_
     import numpy as np
 
     from ows_pipeline.staging.quarantine import ERROR_COLUMNS, error_rows, error_tuples, load_staging
+    from ows_pipeline.staging.quarantine import _context as rule_context
     from ows_pipeline.staging.rules import evaluate_suite
     from ows_pipeline.staging.suites import ERROR, SUITES
     from ows_pipeline.warehouse.bulk import insert_rows
@@ -246,7 +226,8 @@ def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_
     source = SOURCE_TABLES_BY_NAME[table_name]
     refuse_without_parents(conn, table_name, rows.clean)
     numbers = np.asarray(rows.row_numbers, dtype=np.int64)
-    outcomes = evaluate_suite(SUITES[table_name], rows.clean, rows.raw, rows.issues, _rule_context(conn, plan.as_of))
+    # the staging batch's own rule context: lookups into the staged tables, in this transaction
+    outcomes = evaluate_suite(SUITES[table_name], rows.clean, rows.raw, rows.issues, rule_context(conn, plan.as_of))
     errors = error_rows(outcomes, rows.clean, rows.raw, numbers, table_name, batch_id, source_file, loaded_at)
     failing = errors[errors["severity"] == ERROR]
     if len(failing):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from pathlib import PurePath
 
@@ -19,6 +20,7 @@ from ows_pipeline.uploads.limits import UploadLimits
 from ows_pipeline.uploads.parsed import UTF8_BOM, ParsedTable, decode_text, too_many_columns, too_many_rows
 from ows_pipeline.uploads.problems import FileRejected, Problem, reject, shown
 
+_BLANK = re.compile(rb"[ \t\r\n]*")
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 
 REFUSED_EXTENSIONS = {
@@ -56,7 +58,7 @@ def parse_file(name: str, data: bytes, limits: UploadLimits) -> ParsedTable:
     from ows_pipeline.uploads.names import shown_name
 
     kind = file_format(name)
-    if not data.strip(b" \t\r\n" + UTF8_BOM):
+    if _BLANK.fullmatch(data, len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0):  # no copy of the file
         raise reject(
             "empty_file", f"'{shown_name(name)}' is empty", "upload a file with a header row and at least one data row"
         )
