@@ -8,6 +8,7 @@ import email.policy
 import json
 import os
 import resource
+import shutil
 import socket
 import time
 import tracemalloc
@@ -453,3 +454,33 @@ def test_every_corpus_refusal_speaks_the_users_words():
             for python in ("Error:", "recursion", "field limit", "int_max_str_digits", "constructor", "tag:yaml.org",
                            "Traceback", "NoneType", "\n"):
                 assert python not in text, (bad.case, text)
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs) to make a folder immutable")
+def test_a_refusal_that_cannot_be_moved_says_so_once(tmp_path, url):
+    """A folder the sensor may not change (immutable, even for root): the refusal is still registered,
+    reported by a failing run with a clear note, and never registered again."""
+    import subprocess
+
+    landing = Landing(tmp_path, url)
+    landing.drop("feed_sla", "macros.xlsm", workbook_bytes(GOOD_ROWS))
+    drop_folder = landing.folder.root / "feed_sla"
+    if subprocess.run(["chattr", "+i", str(drop_folder)], capture_output=True).returncode != 0:
+        pytest.skip("this file system cannot make a folder immutable")
+    try:
+        landing.tick()
+        (request,) = landing.tick().requests
+        assert request.run_key.startswith("upload-refused-")
+        outcome = process_upload(landing.engine, landing.folder, request.upload_id, limits=DEFAULTS)
+        assert outcome.status == "REJECTED" and outcome.location == "feed_sla/macros.xlsm"
+        (entry,) = landing.rows(upload_registry)
+        assert entry.status == "REJECTED" and entry.current_path == "feed_sla/macros.xlsm"
+        assert "could not be moved" in entry.error_summary and "will not be read again" in entry.error_summary
+        report = json.loads((landing.folder.root / "rejected" / "feed_sla" / "macros.xlsm.errors.json").read_text())
+        assert "could not be moved" in report["summary"]
+        assert [landing.tick().requests for _ in range(3)] == [[], [], []]
+        landing.cursor = None  # a lost cursor does not register it again either
+        assert [landing.tick().requests for _ in range(2)] == [[], []]
+        assert len(landing.rows(upload_registry)) == 1
+    finally:
+        subprocess.run(["chattr", "-i", str(drop_folder)], check=False)

@@ -136,7 +136,7 @@ def _xlsx_date_in_text(path: Path) -> None:
 
 def _yaml_alias_bomb(path: Path) -> None:
     # more aliases than the limit (50 in the corpus), each repeating a single value
-    path.write_text("- feed_code: &a FEED_A\n" + "".join(f"- feed_code: *a\n" for _ in range(60)), encoding="utf-8")
+    path.write_text("- feed_code: &a FEED_A\n" + "".join("- feed_code: *a\n" for _ in range(60)), encoding="utf-8")
 
 
 def alias_bomb(levels: int = 9, width: int = 9) -> str:
@@ -179,7 +179,7 @@ def _merge_bomb(path: Path) -> None:
 
 def _wide_anchor(path: Path) -> None:
     values = ", ".join(f"v{i}" for i in range(4000))
-    path.write_text(f"- feed_code: A\n  x: &w [{values}]\n" + "".join(f"- y: *w\n" for i in range(40)))
+    path.write_text(f"- feed_code: A\n  x: &w [{values}]\n" + "".join("- y: *w\n" for i in range(40)))
 
 
 def _hidden_data_sheet(path: Path) -> None:

@@ -234,7 +234,8 @@ def _handle(
     with engine.begin() as conn:
         earlier = registry.unmoved_refusal(conn, key)
         original = registry.originals_by_sha(conn, [sha]).get(sha) if sha else None
-    if earlier is not None:  # refused before, and still here because it could not be moved
+    if earlier is not None and earlier.size_bytes == candidate.size and earlier.sha256 == sha:
+        # refused before, and still here because it could not be moved
         next_refused[key] = [candidate.size, candidate.mtime_ns]
         return
     if original is not None and not (original.status == registry.RECEIVED and original.current_path == key):
