@@ -196,3 +196,19 @@ def test_late_export_on_postgresql(tmp_path, pg_url):
     bad = exports.upload("ows_project_2026-11-20.csv", HEADER + _project(1, "x", flag="Q"))
     assert bad.status == "REJECTED"
     assert exports.query("SELECT COUNT(*) FROM dim_project") == [(2,)]
+
+
+def test_every_value_the_staging_cleaner_changes_is_warned_about(exports):
+    """Staging trims text and upper-cases codes; an export says so for each value it changed."""
+    outcome = exports.upload(
+        "ows_project_2026-11-01.csv",
+        HEADER + _project(1, " One ") + "2,p2,Two,Treasury,ann,Y,2025-01-01 00:00:00,2026-10-01 09:00:00\n",
+    )
+    assert outcome.status == "LOADED", outcome.summary
+    notes = {(w.row, w.field): w for w in outcome.warnings}
+    assert set(notes) == {(2, "project_name"), (3, "project_code")}
+    assert notes[2, "project_name"].value == " One " and "'One'" in notes[2, "project_name"].message
+    assert notes[3, "project_code"].value == "p2" and "'P2'" in notes[3, "project_code"].message
+    assert exports.query(
+        "SELECT row_number, field, severity FROM data_errors WHERE rule = 'normalised' ORDER BY row_number"
+    ) == [(2, "project_name", "WARNING"), (3, "project_code", "WARNING")]

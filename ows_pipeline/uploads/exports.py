@@ -113,7 +113,43 @@ def prepare_export(file_name: str, data: bytes, limits: UploadLimits) -> ExportP
     raw = pd.DataFrame({n: pd.Series(v, dtype=object) for n, v in columns.items()})
     del columns
     clean, issues = clean_frame(raw, table_name)
+    warnings += normalised_texts(raw, clean, table_name, parsed.row_numbers)
     return ExportPlan(table_name, as_of, ExportRows(raw, clean, issues, parsed.row_numbers, warnings))
+
+
+def normalised_texts(raw, clean, table_name: str, numbers: list[int], listed: int = 1000) -> list[Problem]:
+    """A warning for each text value the staging cleaner changed (blanks trimmed, codes upper-cased)."""
+    import numpy as np
+
+    from ows_pipeline.staging.clean import column_kind
+
+    warnings: list[Problem] = []
+    changed_total = 0
+    for column in SOURCE_TABLES_BY_NAME[table_name].table.columns:
+        if column_kind(column) not in ("str", "code"):
+            continue
+        written = raw[column.name]
+        is_text = written.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        stored = clean[column.name].astype(object).to_numpy()
+        values = written.to_numpy(dtype=object)
+        changed = [i for i in np.flatnonzero(is_text) if _stored_text(stored[i]) != (values[i] or None)]
+        changed_total += len(changed)
+        for i in changed[: max(listed - len(warnings), 0)]:
+            now = _stored_text(stored[i])
+            what = f"stored as '{shown(now)}'" if now is not None else "a value of only blanks, stored as empty"
+            warnings.append(Problem(
+                "normalised", f"the value was changed on loading: {what} (blanks trimmed, codes upper-cased)",
+                "nothing to do if that is meant; otherwise write the value as OWS holds it",
+                row=int(numbers[i]), field=column.name, value=shown(values[i]), severity="WARNING",
+            ))
+    if changed_total > len(warnings):
+        warnings.append(Problem("more_warnings", f"{changed_total - len(warnings):,} more changed values are not listed",
+                                "see the warnings above: the others are of the same kinds", severity="WARNING"))
+    return warnings
+
+
+def _stored_text(value):
+    return value if isinstance(value, str) else None
 
 
 def refuse_without_parents(conn: sa.Connection, table_name: str, clean) -> None:
