@@ -39,7 +39,7 @@ from xlsxwriter.utility import xl_col_to_name, xl_range
 from xlsxwriter.worksheet import Worksheet
 
 from ows_pipeline.reports import workbook_style as look
-from ows_pipeline.reports.workbook_sheet import (  # noqa: F401 - the writer's public names
+from ows_pipeline.reports.workbook_sheet import (
     EXCEL_MAX_ROWS,
     EXCEL_MAX_TEXT,
     STYLES,
@@ -55,6 +55,9 @@ from ows_pipeline.reports.workbook_sheet import (  # noqa: F401 - the writer's p
     column_letter,
     sheet_ref,
 )
+
+__all__ = ["EXCEL_MAX_ROWS", "EXCEL_MAX_TEXT", "STYLES", "Chart", "Column", "DocProperties", "Highlight", "Sheet",
+           "SheetInfo", "Unknown", "XlsxWriter", "clean_text", "column_letter", "excel_serial", "sheet_ref"]
 
 _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 _EXCEL_EPOCH_DATE = dt.date(1899, 12, 30)
@@ -154,6 +157,7 @@ class XlsxWriter:
             "author": clean_text(properties.creator), "keywords": clean_text(properties.keywords),
             "comments": clean_text(properties.description), "created": created,
         })
+        self.book.use_zip64()  # zip64 records only for parts past 4 GiB
         self.formats = look.Formats(self.book)
         self.tz = display_tz
         self.max_rows = max_rows
@@ -206,7 +210,7 @@ class XlsxWriter:
         fmt = self.formats.get(shown_as, tone)
         date_fmt = {dt.datetime: self.formats.get("datetime", tone), dt.date: self.formats.get("date", tone)}
         unknown_fmt = self.formats.get("unknown", tone)
-        half = 0.5 * 10.0 ** -look.DECIMALS.get(shown_as, 0) if shown_as in look.DECIMALS else 0.0
+        half = 0.5 * 10.0 ** -look.DECIMALS[shown_as] if shown_as in look.DECIMALS else 0.0
         m = measure or look.ColumnMeasure()
         tz = self.tz
         # XlsxWriter's undecorated writers: 0-based row and column only, a tenth faster per cell.
@@ -220,7 +224,7 @@ class XlsxWriter:
             write_string(r, c, v, fmt)
 
         def number(r, c, v):
-            if v <= 0 and v > -half or v == 0:
+            if v == 0 or -half < v < 0:
                 v = 0  # no "-0", "-0.0%": what the format would show as a negative zero is zero
             if v < m.low:
                 m.low = v
@@ -281,16 +285,14 @@ class XlsxWriter:
 
         Rows past `max_rows` continue on sheets named `name (2)`, `name (3)`, ... each a full
         table of its own. `back_link` = (text, sheet) puts a link in the cell right of the
-        table header. `large` allows zip64 for parts past 4 GiB. Returns the sheets written
-        and their data row counts.
+        table header. `large` is kept for callers; every workbook may hold parts past 4 GiB
+        (zip64 records appear only where needed). Returns the sheets written and their data row counts.
         """
         columns = list(columns)
         names = [c.name for c in columns]
         for h in highlights:
             if h.column not in names:
                 raise ValueError(f"Highlight on {h.column!r}, which is not a column of sheet {name!r}.")
-        if large:
-            self.book.use_zip64()
         per_sheet = self.max_rows - 1
         pending = iter(rows)
         written: list[SheetInfo] = []

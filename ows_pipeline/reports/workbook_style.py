@@ -72,16 +72,6 @@ class Formats:
         return self.cache[key]
 
 
-def no_negative_zero(value: float, style: str) -> float:
-    """0.0 for a negative value its number format would show as "-0", "-0.0%" or "-0.00"."""
-    decimals = DECIMALS.get(style)
-    if value < 0 and decimals is not None and -value < 0.5 * 10.0 ** -decimals:
-        return 0.0
-    if value == 0:
-        return 0.0  # also turns -0.0 into 0.0
-    return value
-
-
 # --------------------------------------------------------------------------- widths
 
 
@@ -141,10 +131,6 @@ class ColumnMeasure:
 def column_px(width: float) -> int:
     """Pixels of a column `width` digit widths wide (XlsxWriter's and Excel's rule)."""
     return int(width * 12 + 0.5) if width < 1 else int(width * DIGIT_PX + 0.5) + 5
-
-
-def px_to_width(px: float) -> float:
-    return (px - 5) / DIGIT_PX
 
 
 # --------------------------------------------------------------------------- chart colours
