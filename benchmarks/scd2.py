@@ -146,7 +146,8 @@ def write_source(engine: sa.Engine, frame: pd.DataFrame) -> None:
 def merge_step(url: str, as_of: str, batch_id: str) -> None:
     """One merge of `bench_source` into `dim_bench`, as the child process the benchmark times."""
     engine = sa.create_engine(url)
-    stats = merge_scd2(engine, SPEC, sa.select(source_table), dt.datetime.fromisoformat(as_of), batch_id=batch_id)
+    stats = merge_scd2(engine, SPEC, sa.select(source_table), dt.datetime.fromisoformat(as_of), batch_id=batch_id,
+                       key_unique=True)  # bench_source's primary key, as a staging table's unique index
     print(json.dumps(stats.as_metadata()))
 
 

@@ -72,5 +72,6 @@ def build_dimension(engine: sa.Engine, spec: DimensionSpec) -> DimensionLoad:
         as_of, as_of_source = staged_as_of(conn, stg, staged_batch)
     if not rows:
         return DimensionLoad(stg.name, None, as_of, as_of_source, None)
-    stats = merge_scd2(engine, spec, staged_query(spec), as_of, full=True, source=f"{stg.name} batch {staged_batch}")
+    stats = merge_scd2(engine, spec, staged_query(spec), as_of, full=True, source=f"{stg.name} batch {staged_batch}",
+                       key_unique=True)  # the staging table's unique index on the natural key
     return DimensionLoad(stg.name, staged_batch, as_of, as_of_source, stats)

@@ -189,12 +189,17 @@ def _key_text(values: Sequence) -> str:
     return "|".join("" if v is None else str(v) for v in values)
 
 
-def stage_batch(conn: sa.Connection, spec: DimensionSpec, temps: _Temps, rows) -> StagedBatch:
-    """Make the batch readable by SQL and set its rejected rows apart (`temps.skip`: duplicated keys)."""
+def stage_batch(conn: sa.Connection, spec: DimensionSpec, temps: _Temps, rows, key_unique: bool = False) -> StagedBatch:
+    """Make the batch readable by SQL and set its rejected rows apart (`temps.skip`: duplicated keys).
+
+    `key_unique`: the query cannot return a key twice or a missing key (a unique index and NOT NULL
+    on it, as on a staging table), so the search for them is skipped."""
     keys = list(spec.natural_key)
     if isinstance(rows, sa.Select):
         src = _from_query(spec, rows)
         numbered = False
+        if key_unique:
+            return StagedBatch(source=src, rows_in=int(conn.execute(sa.select(sa.func.count()).select_from(src)).scalar()))
         no_key = sa.or_(*[src.c[k].is_(None) for k in keys])
         rows_in, null_keys = conn.execute(sa.select(sa.func.count(), sa.func.sum(sa.case((no_key, 1), else_=0)))).one()
     else:

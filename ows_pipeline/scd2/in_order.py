@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from ows_pipeline.scd2.batch import StagedBatch, _analyze, _Temps
 from ows_pipeline.scd2.hashing import row_hash_sql
+from ows_pipeline.scd2.values import column_kind
 from ows_pipeline.scd2.scd1 import scd1_statement
 from ows_pipeline.scd2.stats import MergeStats
 from ows_pipeline.scd2.sql import _count, _full_observed_at, _key_match, _observed_by
@@ -22,15 +23,26 @@ def hashed(spec: DimensionSpec, source: sa.FromClause, dialect: str, columns=Non
     ).subquery("hashed")
 
 
+def differs_from(spec: DimensionSpec, row, version, dialect: str):
+    """The tracked columns of `row` differ from `version`'s: the same relation as unequal `row_hash`es
+    (values compared by value and instant), without hashing the rows that did not change."""
+    def canonical(c, col):
+        if dialect == "sqlite" and column_kind(spec.table.c[col].type) == "ts":
+            return sa.func.ows_utc_text(c)  # stored text of any ISO form compares by instant
+        return c
+
+    return sa.or_(*[canonical(row.c[c], c).is_distinct_from(canonical(version.c[c], c)) for c in spec.tracked])
+
+
 def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool, one_pass: bool = False,
                               source: sa.FromClause | None = None, dialect: str = "postgresql"):
-    """In-order merge, step 1: the keys that are new, changed, back or gone, comparing the hashes
-    of `source` (default: the staged rows) with the current versions'.
+    """In-order merge, step 1: the keys that are new, changed, back or gone, comparing the tracked
+    columns of `source` (default: the staged rows) with the current versions' (`differs_from`).
 
     `one_pass`: a full extract is compared in one FULL OUTER JOIN (PostgreSQL plans it as one
     hash join; SQLite would loop), else a left join and an anti-join."""
     d = spec.table
-    s, df = hashed(spec, temps.stage if source is None else source, dialect, columns=()), temps.diff
+    s, df = temps.stage if source is None else source, temps.diff
     keys = spec.natural_key
     cols = list(keys) + ["action", "prev_sk"]
     if full and one_pass:
@@ -45,7 +57,7 @@ def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool,
                 sa.or_(
                     missing,
                     sa.and_(absent, sa.not_(cur.c.is_deleted), ~sa.exists().where(_key_match(skip, cur, keys))),
-                    sa.and_(sa.not_(absent), sa.or_(cur.c.is_deleted, cur.c.row_hash != s.c.row_hash)),
+                    sa.and_(sa.not_(absent), sa.or_(cur.c.is_deleted, differs_from(spec, s, cur, dialect))),
                 )
             )
         )
@@ -55,7 +67,7 @@ def fast_path_diff_statements(spec: DimensionSpec, temps: _Temps, *, full: bool,
     differs = (
         sa.select(*[s.c[k] for k in keys], action, cur.c[spec.sk])
         .select_from(s.outerjoin(cur, sa.and_(_key_match(cur, s, keys), cur.c.is_current)))
-        .where(sa.or_(cur.c[keys[0]].is_(None), cur.c.is_deleted, cur.c.row_hash != s.c.row_hash))
+        .where(sa.or_(cur.c[keys[0]].is_(None), cur.c.is_deleted, differs_from(spec, s, cur, dialect)))
     )
     stmts = [df.insert().from_select(cols, differs)]
     if full:
@@ -186,7 +198,13 @@ def _merge_in_order(conn, spec, temps: _Temps, batch: StagedBatch, as_of, last_f
     dialect, source = conn.dialect.name, batch.source
     first = last_full is None and conn.execute(sa.select(spec.table.c[spec.sk]).limit(1)).first() is None
     if first and not conn.execute(sa.select(scd2_batches.c.batch_id).where(scd2_batches.c.dimension == spec.name).limit(1)).first():
+        # an empty table takes its rows faster without its secondary indexes, built again at the end
+        # (in the same transaction: a crash leaves the empty table as it was)
+        for index in spec.table.indexes:
+            index.drop(conn)
         stats.opened = _count(conn, first_load_statement(spec, source, as_of=as_of, batch_id=batch_id, dialect=dialect))
+        for index in spec.table.indexes:
+            index.create(conn)
         stats.unchanged = batch.observed - stats.opened
         return
     for stmt in fast_path_diff_statements(spec, temps, full=full, one_pass=dialect == "postgresql", source=source,

@@ -68,6 +68,7 @@ def merge_scd2(
     asset_key: Optional[str] = None,
     record_etl_batch: bool = True,
     source: Optional[str] = None,
+    key_unique: bool = False,
 ) -> MergeStats:
     """Merge one batch of `spec`'s entity into its SCD2 dimension; see docs/scd2.md.
 
@@ -78,6 +79,8 @@ def merge_scd2(
     keys absent from the batch are deletions. `on_duplicate`: 'quarantine' (duplicate keys go to
     `data_errors`, the rest merges) or 'fail' (raise `DuplicateKeyError`; the errors are still
     recorded). A batch id merged before is a re-run: it changes nothing (`path='rerun'`).
+    `key_unique=True`: the query in `rows` cannot hold a key twice or a NULL key (e.g. a staging
+    table's unique index), so that search is skipped.
     """
     if on_duplicate not in ("quarantine", "fail"):
         raise Scd2Error(f"on_duplicate must be 'quarantine' or 'fail', not {on_duplicate!r}")
@@ -92,7 +95,7 @@ def merge_scd2(
             return
         temps = _temps(spec)
         _create_temps(conn, temps, spec)
-        batch = stage_batch(conn, spec, temps, rows)
+        batch = stage_batch(conn, spec, temps, rows, key_unique=key_unique and isinstance(rows, sa.Select))
         stats.rows_in, stats.rejected = batch.rows_in, len(batch.errors)
         if batch.errors and on_duplicate == "fail":
             _drop_temps(conn, temps)

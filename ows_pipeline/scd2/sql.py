@@ -22,7 +22,11 @@ def _lock(conn: sa.Connection, spec: DimensionSpec) -> None:
     dialect = conn.dialect.name
     if dialect == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": dimension_lock_id(spec.name)})
-        conn.exec_driver_sql("SET LOCAL extra_float_digits = 1")  # float text exact whatever the session says
+        # whatever the session says: naive timestamps are UTC, float text is exact
+        conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+        conn.exec_driver_sql("SET LOCAL extra_float_digits = 1")
+        # the merge's statements are short; compiling them (JIT) costs seconds and gains nothing
+        conn.exec_driver_sql("SET LOCAL jit = off")
     elif dialect == "sqlite":
         register_sqlite_functions(conn)
         if not conn.in_transaction():
