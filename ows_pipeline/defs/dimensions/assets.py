@@ -24,7 +24,8 @@ def _dimension_asset(spec: DimensionSpec) -> dg.AssetsDefinition:
     @dg.asset(
         name=spec.name,
         group_name="ows_dimensions",
-        deps=[staging_key],
+        # dim_project also reads the uploaded project metadata (business unit, cost centre, owner)
+        deps=[staging_key] + ([dg.AssetKey("ref_project_metadata")] if spec.name == "dim_project" else []),
         pool=DIMENSION_MERGE_POOL,
         kinds={"sqlite", "postgres"},
         owners=["team:data-engineering"],
