@@ -144,9 +144,10 @@ def write_canonical(conn: sa.Connection, spec: DimensionSpec, table: sa.Table, f
             values = canonical_column(spec.name, col, kind, frame[col], numbers)
         else:
             values = [None] * n
-        if kind == "num" and conn.dialect.name == "sqlite":
-            values = [None if v is None else float(v) for v in values]
-        arrays.append(pa.array(values, type=arrow_type(type_)))
+        target = arrow_type(type_)
+        if kind == "num" and conn.dialect.name == "sqlite":  # SQLite keeps numbers as its own numbers
+            values, target = [None if v is None else float(v) for v in values], pa.float64()
+        arrays.append(pa.array(values, type=target))
         names.append(col)
     if row_numbers:
         arrays.append(pa.array(numbers, type=pa.int64()))

@@ -131,9 +131,9 @@ def canonical_column(name: str, column: str, kind: str, s: pd.Series, row_number
             ts = ts.dt.tz_localize("UTC")
         ts = ts.dt.tz_convert("UTC").dt.floor("us")
         return [None if v is pd.NaT else v.to_pydatetime() for v in ts.tolist()]
-    if kind == "int" and s.dtype.kind in "iu":
+    if kind == "int" and s.dtype.kind in "iu" and not s.hasnans:  # numpy or Int64 without a missing value
         return s.tolist()
-    if kind == "bool" and s.dtype.kind == "b":
+    if kind == "bool" and s.dtype.kind == "b" and not s.hasnans:
         return s.tolist()
     if kind == "str" and s.dtype.kind == "O" and not s.hasnans:
         values = s.tolist()
