@@ -71,6 +71,7 @@ def test_definitions_expose_the_four_dimensions_with_blocking_checks():
         (check,) = list(asset.check_specs)
         assert check.name == "scd2_invariants" and check.blocking
         assert dg.AssetKey("stg_ows_" + name.removeprefix("dim_")) in asset.asset_deps[asset.key]
+    assert dg.AssetKey("ref_project_metadata") in specs["dim_project"].asset_deps[specs["dim_project"].key]
 
 
 def test_dimensions_build_from_staging_and_track_history(warehouse):
@@ -95,6 +96,9 @@ def test_dimensions_build_from_staging_and_track_history(warehouse):
         ledger = conn.execute(sa.select(sa.func.count()).where(etl_batches.c.asset_key == "dim_feed")).scalar()
     assert gone.is_deleted and gone.valid_from == T(9).replace(tzinfo=None)
     assert ledger == 2
+    changed = m["what_changed"]  # the keys as staged above: feed 1 renamed, feed 2 gone
+    assert "| 1 | changed |" in changed and "feed_name: Feed -> Feed renamed" in changed
+    assert "| 2 | retired |" in changed and "| 3 |" not in changed
 
     again = run(warehouse, "dim_feed")  # same staged batch: nothing changes
     m = meta(again, "dim_feed")

@@ -61,6 +61,7 @@ def _dimension_asset(spec: DimensionSpec) -> dg.AssetsDefinition:
         else:
             metadata.update(load.stats.as_metadata())
             context.log.info(f"{spec.name}: {load.stats.as_metadata()}")
+            metadata["what_changed"] = _what_changed(engine, spec, load.stats.batch_id)
         with engine.connect() as conn:
             violations = invariant_violations(conn, spec)
             d = spec.table
@@ -79,6 +80,21 @@ def _dimension_asset(spec: DimensionSpec) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return _asset
+
+
+def _what_changed(engine, spec: DimensionSpec, batch_id: str, limit: int = 50) -> dg.MetadataValue:
+    """The versions this merge opened, key by key (the first `limit`), as a Markdown table."""
+    from ows_pipeline.scd2.changes import batch_changes
+
+    with engine.connect() as conn:
+        total, rows = batch_changes(conn, spec, batch_id, limit)
+    if not rows:
+        return dg.MetadataValue.md("No key opened, changed, retired or reactivated a version.")
+    lines = ["| key | change | valid from | detail |", "|---|---|---|---|"]
+    lines += [f"| {r['key']} | {r['change']} | {r['valid_from']} | {r['detail'].replace('|', '/')} |" for r in rows]
+    if total > len(rows):
+        lines.append(f"\n{len(rows)} of {total:,} versions shown.")
+    return dg.MetadataValue.md("\n".join(lines))
 
 
 def _row_counts(table):
