@@ -10,8 +10,8 @@ by the column's declared kind (`values.column_kind`):
 - dates: `YYYY-MM-DD`; numbers: the exact decimal value, no exponent, no trailing zeros (`1.50` = `1.5`).
 
 Values are joined with the unit separator (0x1f) in the tracked columns' declared order.
-`HASH_VERSION` names this definition; a dimension hashed under another one is re-hashed in SQL
-from its stored columns before its next merge (`ensure_hash_version`).
+For text, integer, boolean, timestamp and date columns this is the text hashed before the hash
+moved into SQL, so stored hashes stay valid; `HASH_VERSION` names the definition.
 """
 
 from __future__ import annotations
