@@ -32,7 +32,7 @@ VIEWER_HOST = "ows-viewers.test"
 
 
 def nginx_binary() -> Optional[str]:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
 @dataclass(frozen=True)
