@@ -193,7 +193,7 @@ def median_of(results: list[dict]) -> dict:
 
 
 PAIRS = (
-    ("postgresql", "postgresql", ("ours", "baseline", "raw_copy")),
+    ("postgresql", "postgresql", ("ours", "raw_copy")),
     ("sqlite", "postgresql", ("ours", "baseline", "raw_copy")),
     ("postgresql", "sqlite", ("ours", "baseline")),
 )
