@@ -410,11 +410,15 @@ def insert_rows(conn: sa.Connection, table: sa.Table | str, columns: Sequence[st
 def compiled_sql(conn: sa.Connection, query: sa.Executable) -> tuple[str, dict | tuple]:
     """The SQL text of `query` for `conn`'s driver and its bind values as SQLAlchemy would send
     them (type processing and the connection's schema translation applied)."""
-    translate = conn.get_execution_options().get("schema_translate_map")
-    compiled = query.compile(dialect=conn.dialect, schema_translate_map=translate)
+    return compile_for(conn.dialect, query, conn.get_execution_options().get("schema_translate_map"))
+
+
+def compile_for(dialect: sa.Dialect, query: sa.Executable, schema_translate_map: dict | None = None):
+    """`compiled_sql` for a dialect: (SQL text, bind values by name, or in order for positional drivers)."""
+    compiled = query.compile(dialect=dialect, schema_translate_map=schema_translate_map)
     sql = str(compiled)
-    if translate:
-        sql = compiled.preparer._render_schema_translates(sql, translate)
+    if schema_translate_map:
+        sql = compiled.preparer._render_schema_translates(sql, schema_translate_map)
     processors = compiled._bind_processors
     params = {k: processors[k](v) if k in processors else v for k, v in compiled.construct_params().items()}
     if compiled.positional:
@@ -432,10 +436,14 @@ def read_batches(
     reader's batches go through the same `conform`.
     """
     sql, params = compiled_sql(conn, query)
-    dbapi = conn.connection.dbapi_connection
-    if conn.dialect.name == "oracle" and hasattr(dbapi, "fetch_df_batches"):
+    return driver_batches(conn.dialect.name, conn.connection.dbapi_connection, sql, params, schema, batch_rows)
+
+
+def driver_batches(dialect: str, dbapi, sql: str, params, schema: "pa.Schema", batch_rows: int) -> Iterator["pa.RecordBatch"]:
+    """`read_batches` on a DBAPI connection, for compiled `sql` and its bind values."""
+    if dialect == "oracle" and hasattr(dbapi, "fetch_df_batches"):
         batches = _oracle_batches(dbapi, sql, params, batch_rows)
-    elif conn.dialect.name == "postgresql":
+    elif dialect == "postgresql":
         batches = _postgres_batches(dbapi, sql, params, schema, batch_rows)
     else:
         batches = _cursor_batches(dbapi, sql, params, schema, batch_rows)
