@@ -4,8 +4,9 @@ Ours (`extract_table`: Arrow batches, COPY or executemany, set-based merge, ledg
 references measured in the same run on the same rows:
 
 - baseline: chunked pandas, `read_sql(chunksize=50_000)` + `to_sql` (a competent user's script);
-- raw COPY: `COPY (SELECT ...) TO STDOUT` piped into `COPY ... FROM STDIN` of a PostgreSQL
-  warehouse, nothing else: the ceiling of any load that ends in PostgreSQL.
+- raw COPY: `COPY (SELECT ...) TO STDOUT` piped into `COPY ... FROM STDIN` of the same
+  `raw_ows_*` tables (with their unique key index) in a PostgreSQL warehouse, nothing else
+  (no ledger, no watermark): the ceiling of any load that ends in PostgreSQL.
 
 Pairs: PostgreSQL -> PostgreSQL, SQLite -> PostgreSQL, PostgreSQL -> SQLite. Each measurement
 runs in a fresh process so its peak RSS (ru_maxrss) is its own; medians of --repeats runs.
@@ -112,7 +113,8 @@ def _pg_copy_pipe(source_url: str, warehouse_url: str, table: str, target: str) 
 
     def produce():
         with os.fdopen(write_fd, "wb") as out:
-            src.cursor().copy_expert(f"COPY (SELECT * FROM {table}) TO STDOUT", out, size=1 << 20)
+            select = f"SELECT *, 'bench', now() FROM {table}"  # plus _batch_id, _extracted_at
+            src.cursor().copy_expert(f"COPY ({select}) TO STDOUT", out, size=1 << 20)
 
     producer = threading.Thread(target=produce)
     producer.start()
@@ -141,11 +143,10 @@ def worker(kind: str, source_url: str, warehouse_url: str) -> None:
         for table in TABLES:
             rows += extract_table(source, warehouse, SOURCE_TABLES_BY_NAME[table], ExtractOptions()).rows_loaded
     elif kind == "raw_copy":
-        from ows_pipeline.source.schema import metadata
+        from ows_pipeline.warehouse.schema import create_warehouse_tables
 
         engine = sa.create_engine(warehouse_url)
-        for table in TABLES:  # a plain copy of the source table, no index: the least any load can do
-            sa.Table(f"raw_{table}", sa.MetaData(), *(sa.Column(c.name, c.type) for c in metadata.tables[table].columns)).create(engine)
+        create_warehouse_tables(engine)  # the same raw tables, with their unique key index
         engine.dispose()
         start = time.perf_counter()
         for table in TABLES:
