@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DEFAULT_TIMEZONE = "Europe/London"
 DEFAULT_FIRST_WEEK = "2025-01-05"
 DEFAULT_MAX_REJECTION_RATE = 0.05
+DEFAULT_STAGING_CHUNK_ROWS = 250_000
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
@@ -72,6 +73,18 @@ def _rate(value: Optional[str]) -> float:
     return rate
 
 
+def _chunk_rows(value: Optional[str]) -> int:
+    if not value:
+        return DEFAULT_STAGING_CHUNK_ROWS
+    try:
+        rows = int(value.replace("_", ""))
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise SettingsError(f"OWS_STAGING_CHUNK_ROWS={value!r} is not a whole number of rows; use e.g. 250000.")
+    return rows
+
+
 @dataclass(frozen=True)
 class Settings:
     """The environment, read once per call of `from_env`, checked and typed."""
@@ -86,6 +99,7 @@ class Settings:
     timezone: str
     first_week: str
     max_rejection_rate: float
+    staging_chunk_rows: int
     ui_url: Optional[str]
     smtp_starttls: bool
 
@@ -105,6 +119,7 @@ class Settings:
             timezone=_timezone(env("OWS_TIMEZONE") or DEFAULT_TIMEZONE),
             first_week=_first_week(env("OWS_FIRST_WEEK") or DEFAULT_FIRST_WEEK),
             max_rejection_rate=_rate(env("OWS_MAX_REJECTION_RATE")),
+            staging_chunk_rows=_chunk_rows(env("OWS_STAGING_CHUNK_ROWS")),
             ui_url=(env("OWS_UI_URL") or "").rstrip("/") or None,
             smtp_starttls=(env("OWS_SMTP_STARTTLS") or "true").strip().lower() not in FALSE_WORDS,
         )

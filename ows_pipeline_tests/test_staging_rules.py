@@ -272,8 +272,9 @@ def test_missing_column_names_the_table_and_columns(engine):
 
 def test_every_suite_has_the_generic_rules_and_known_kinds():
     kinds = {"not_null", "valid_type", "max_length", "unique", "allowed_values", "code_format", "min_value",
-             "not_before", "not_in_future", "references", "one_open_per_key"}
+             "not_before", "not_in_future", "references", "one_open_per_key", "display_length"}
     for name, rules in SUITES.items():
         assert {"valid_type", "not_null", "max_length", "unique_key"} <= {r.name for r in rules}, name
         assert {r.kind for r in rules} <= kinds
         assert all(r.severity in ("ERROR", "WARN") for r in rules)
+        assert all(r.severity == "WARN" for r in rules if r.kind == "display_length")

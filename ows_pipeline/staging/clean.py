@@ -150,11 +150,8 @@ def _flags(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return flags.astype("boolean"), bad
 
 
-def clean_frame(frame: pd.DataFrame, table_name: str) -> tuple[pd.DataFrame, list[TypeIssue]]:
-    """The typed, cleaned columns of OWS table `table_name` and the values that could not be typed.
-
-    The result has a fresh RangeIndex (positions in `frame`) and exactly the source columns.
-    """
+def check_columns(frame: pd.DataFrame, table_name: str) -> None:
+    """Raise `MissingColumnsError` naming the table and the columns `frame` lacks."""
     table = SOURCE_TABLES_BY_NAME[table_name].table
     missing = [c.name for c in table.columns if c.name not in frame.columns]
     if missing:
@@ -162,6 +159,15 @@ def clean_frame(frame: pd.DataFrame, table_name: str) -> tuple[pd.DataFrame, lis
             f"{table_name}: missing column(s) {', '.join(missing)}; "
             f"expected the columns {', '.join(c.name for c in table.columns)}."
         )
+
+
+def clean_frame(frame: pd.DataFrame, table_name: str) -> tuple[pd.DataFrame, list[TypeIssue]]:
+    """The typed, cleaned columns of OWS table `table_name` and the values that could not be typed.
+
+    The result has a fresh RangeIndex (positions in `frame`) and exactly the source columns.
+    """
+    table = SOURCE_TABLES_BY_NAME[table_name].table
+    check_columns(frame, table_name)
     frame = frame.reset_index(drop=True)
     out: dict[str, pd.Series] = {}
     issues: list[TypeIssue] = []

@@ -1,15 +1,16 @@
 """Great Expectations 1.x: run a staging suite on a cleaned batch and publish Data Docs.
 
 Imported only inside the staging step (Great Expectations costs seconds and hundreds of MB
-to import). The fast path in `ows_pipeline.staging.rules` decides quarantine; this module
-runs the same suite with GX for reporting: one validation per table and batch, result
-format SUMMARY (counts, percentages and a sample of failing values), progress bars off,
-an ephemeral context whose suites, validation results and Data Docs live on disk under
-`data_docs_dir()`, so the site keeps every table's history.
+to import). The fast path (`ows_pipeline.staging.rules`, `set_rules`) decides quarantine and
+gives the checks their exact numbers; this module runs the same suite with GX for reporting, on
+a bounded sample of the batch (`StagingBatch.sample`: failing rows first, then the first rows):
+one validation per table and batch, result format SUMMARY (counts, percentages and a sample of
+failing values), progress bars off, an ephemeral context whose suites, validation results and
+Data Docs live on disk under `data_docs_dir()`, so the site keeps every table's history.
 
-Rules GX cannot express on one frame (value types after cleaning, lookups into other
-staged tables, open runs across batches) are shown through a per-row column
-`rule__<name>` computed by the fast path, expected to be True.
+Rules a sample cannot show by itself (value types after cleaning, uniqueness over the batch,
+lookups into other staged tables, open runs across batches, future dates, cut display texts)
+are shown through a per-row column `rule__<name>` computed on the whole batch, expected True.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from ows_pipeline.staging.batch import DERIVED_KINDS
 from ows_pipeline.staging.data_docs import data_docs_dir
 from ows_pipeline.staging.rules import RuleOutcome
 from ows_pipeline.staging.suites import Rule
 
 DATASOURCE = "ows_warehouse"
-DERIVED_KINDS = ("valid_type", "references", "one_open_per_key", "not_in_future")
 
 # Value types are not checked with GX's type expectations: under pandas 3, GX 1.24 reports a
 # `str` column as `str` (not `object`), a nullable `Int64` one as `int64`, and
@@ -60,6 +61,7 @@ class GxReport:
     page_path: Optional[Path]
     index_path: Path
     seconds: float
+    rows: int = 0  # rows validated (a bounded sample of the batch)
 
     def for_rule(self, rule_name: str) -> list[ExpectationSummary]:
         return [e for e in self.expectations if e.rule == rule_name]
@@ -70,10 +72,13 @@ def derived_column(rule: Rule) -> str:
 
 
 def gx_frame(clean: pd.DataFrame, outcomes: list[RuleOutcome]) -> pd.DataFrame:
-    """The cleaned batch plus a pass/fail column for each rule GX cannot express itself."""
+    """The cleaned rows plus a pass/fail column for each rule GX cannot express itself.
+
+    Columns already present (a `StagingBatch.sample`) are kept as they are.
+    """
     extra = {}
     for outcome in outcomes:
-        if outcome.rule.kind in DERIVED_KINDS:
+        if outcome.rule.kind in DERIVED_KINDS and derived_column(outcome.rule) not in clean.columns:
             ok = np.ones(len(clean), dtype=bool)
             ok[outcome.failing_positions] = False
             extra[derived_column(outcome.rule)] = ok
@@ -149,14 +154,14 @@ def run_suite(
     table_name: str,
     rules: tuple[Rule, ...],
     clean: pd.DataFrame,
-    outcomes: list[RuleOutcome],
+    outcomes: list[RuleOutcome] = (),
     *,
     batch_id: str,
     docs_dir: Optional[Path] = None,
     build_docs: bool = True,
     partial_unexpected_count: int = 20,
 ) -> GxReport:
-    """Validate the cleaned batch with GX and (re)build the Data Docs pages of this validation."""
+    """Validate cleaned rows (a bounded sample) with GX and (re)build this validation's Data Docs pages."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
@@ -188,7 +193,8 @@ def run_suite(
     if build_docs:
         with _site_lock(docs_dir):
             page = _build_docs(context, asset_name, batch_id)
-    return GxReport(bool(result.success), summaries, page, docs_dir / "index.html", time.perf_counter() - started)
+    return GxReport(bool(result.success), summaries, page, docs_dir / "index.html", time.perf_counter() - started,
+                    len(clean))
 
 
 @contextlib.contextmanager

@@ -1,17 +1,19 @@
-"""Stage one batch: clean, validate, quarantine and load, in one transaction.
+"""Stage one batch: clean, validate, quarantine and load, chunk by chunk, in one transaction.
 
-`stage_rows` is the single path into `stg_ows_<table>`, used by the staging assets (rows from
-`raw_ows_<table>`) and by uploads (rows from a file). Rows failing an ERROR rule go to
-`data_errors` (one row per failing value) and not to staging; WARN findings are written to
-`data_errors` too but the row loads. Nothing is dropped silently:
-rows_in = rows_loaded + rows_rejected, recorded in `etl_batches`.
+`stage_rows` (a frame: uploads, tests) and `staging.from_raw.stage_from_raw` (the raw rows of a
+table, streamed in key order) both go through `stage_batch`: every chunk is cleaned and checked
+row by row and written to work tables (`staging.batch`), the set-based rules run over the whole
+batch in the warehouse, and the good rows, the `data_errors` rows and the `etl_batches` row are
+published in the same transaction. Rows failing an ERROR rule go to `data_errors` (one row per
+failing value) and not to staging; WARN findings are written to `data_errors` too but the row
+loads. Nothing is dropped silently: rows_in = rows_loaded + rows_rejected.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -20,21 +22,23 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
-from ows_pipeline.staging.clean import clean_frame, column_kind, dtype_problems
-from ows_pipeline.staging.rules import RuleContext, RuleOutcome, as_text, evaluate_suite
+from ows_pipeline.staging.batch import StagingBatch, release_memory
+from ows_pipeline.staging.clean import column_kind
+from ows_pipeline.staging.rules import RuleOutcome, as_text
 from ows_pipeline.staging.suites import ERROR, SUITES, key_columns
-from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 from ows_pipeline.warehouse.batches import record_batch, utc_now
-from ows_pipeline.warehouse.bulk import as_utc, insert_rows, write_frame
-from ows_pipeline.warehouse.schema.ledger import data_errors
+from ows_pipeline.warehouse.bulk import as_utc, write_frame
+from ows_pipeline.warehouse.data_errors import COLUMNS as ERROR_COLUMNS
+from ows_pipeline.warehouse.data_errors import error_rows as _error_records
+from ows_pipeline.warehouse.schema.staging import STAGING_TABLES
 
-ERROR_COLUMNS = ["batch_id", "asset_key", "source_file", "row_number", "record_key", "field", "value",
-                 "rule", "severity", "message", "created_at"]
+ERROR_SAMPLE_ROWS = 100
+"""How many `data_errors` rows a `StagingResult` holds (`error_rows` counts them all)."""
 
 
 @dataclass
 class StagingResult:
-    """What one staging batch did: counts, the `data_errors` rows and every rule's outcome."""
+    """What one staging batch did: exact counts, every rule's outcome and bounded samples."""
 
     table_name: str
     batch_id: str
@@ -42,12 +46,18 @@ class StagingResult:
     rows_in: int
     loaded: int
     rejected: int
-    errors: pd.DataFrame = field(repr=False)
+    errors: pd.DataFrame = field(repr=False)  # the first ERROR_SAMPLE_ROWS data_errors rows written
     check_results: list[RuleOutcome] = field(repr=False)
     staged_rows: int = 0
     orphans: dict[str, int] = field(default_factory=dict)
     dtype_problems: list[str] = field(default_factory=list)
-    clean: Optional[pd.DataFrame] = field(default=None, repr=False)
+    sample: Optional[pd.DataFrame] = field(default=None, repr=False)  # bounded input of the GX run
+    error_rows: int = 0
+    warned: int = 0
+    key_problems: int = 0
+    rejected_with_parent: list[dict] = field(default_factory=list)  # the biggest rejected parents
+    rejected_only_with_parent: int = 0  # rows rejected only because their parent was
+    chunks: int = 0
 
     @property
     def asset_key(self) -> str:
@@ -57,9 +67,90 @@ class StagingResult:
     def rejection_rate(self) -> float:
         return self.rejected / self.rows_in if self.rows_in else 0.0
 
-    @property
-    def warned(self) -> int:
-        return int((self.errors["severity"] != ERROR).sum()) if len(self.errors) else 0
+
+@dataclass
+class StagingInput:
+    """A batch to stage: its business as-of time, its chunks and extra `etl_batches` values."""
+
+    as_of: Optional[dt.datetime]
+    chunks: Iterable[tuple[pd.DataFrame, Optional[Sequence[int]]]]
+    batch_values: dict = field(default_factory=dict)
+
+
+def stage_batch(
+    engine: sa.Engine,
+    table_name: str,
+    open_input: Callable[[sa.Connection], StagingInput],
+    *,
+    batch_id: str,
+    mode: Optional[str] = None,
+    source_file: Optional[str] = None,
+    run_id: Optional[str] = None,
+    sample_rows: int = 0,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> StagingResult:
+    """Stage the chunks `open_input(conn)` gives, all or nothing, in one transaction.
+
+    `progress(chunk_number, rows_so_far)` is called after each chunk is in the work tables; an
+    exception there (or anywhere) rolls everything back. `sample_rows` > 0 keeps that many cleaned
+    rows (failing rows first) as `StagingResult.sample` for Great Expectations.
+    """
+    if table_name not in SOURCE_TABLES_BY_NAME:
+        raise ValueError(f"unknown OWS table {table_name!r}; expected one of {', '.join(SOURCE_TABLES_BY_NAME)}")
+    mode = mode or SOURCE_TABLES_BY_NAME[table_name].mode
+    if mode not in ("full", "incremental", "append"):
+        raise ValueError(f"mode must be full, incremental or append, not {mode!r}")
+    started = utc_now()
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            batch_input = open_input(conn)
+            as_of = as_utc(batch_input.as_of) if batch_input.as_of is not None else None
+            batch = StagingBatch(conn, table_name, batch_id=batch_id, as_of=as_of, mode=mode,
+                                 source_file=source_file, created_at=started)
+            chunks = 0
+            for frame, numbers in batch_input.chunks:
+                batch.add(frame, numbers)
+                del frame, numbers
+                chunks += 1
+                release_memory()
+                if progress is not None:
+                    progress(chunks, batch.rows_in)
+            summary = batch.finish()
+            sample = batch.sample(sample_rows) if sample_rows > 0 else None
+            errors = batch.errors(ERROR_SAMPLE_ROWS)
+            loaded = batch.publish(batch_id)
+            if loaded != summary.rows_in - summary.rejected:  # pragma: no cover - a bug, not bad data
+                raise RuntimeError(f"stg_{table_name}: {loaded} rows loaded, expected "
+                                   f"{summary.rows_in - summary.rejected}; nothing was staged")
+            batch.drop()
+            values = {
+                "batch_id": batch_id, "asset_key": f"stg_{table_name}", "run_id": run_id,
+                "source": source_file or f"raw_{table_name}", "mode": mode, "as_of": as_of,
+                "rows_in": summary.rows_in, "rows_loaded": loaded, "rows_rejected": summary.rejected,
+                "status": "SUCCESS", "started_at": started,
+            }
+            values.update(batch_input.batch_values)
+            record_batch(conn, **values)
+            staged = conn.execute(sa.select(sa.func.count()).select_from(STAGING_TABLES[table_name])).scalar_one()
+            orphans = staged_orphans(conn, table_name)
+    return StagingResult(
+        table_name, batch_id, as_of, summary.rows_in, loaded, summary.rejected, errors, summary.outcomes,
+        staged_rows=int(staged), orphans=orphans, dtype_problems=batch.dtype_problems, sample=sample,
+        error_rows=summary.error_rows, warned=summary.warned, key_problems=summary.key_problems,
+        rejected_with_parent=summary.rejected_with_parent,
+        rejected_only_with_parent=summary.rejected_only_with_parent, chunks=chunks,
+    )
+
+
+def frame_chunks(frame: pd.DataFrame, row_numbers: Optional[Sequence[int]], chunk_rows: Optional[int]):
+    """`frame` (and its row numbers) in slices of `chunk_rows` rows (one slice when None)."""
+    numbers = None if row_numbers is None else np.asarray(row_numbers, dtype=np.int64)
+    if numbers is not None and len(numbers) != len(frame):
+        raise ValueError(f"row_numbers has {len(numbers)} entries for {len(frame)} rows")
+    step = chunk_rows or max(len(frame), 1)
+    for start in range(0, max(len(frame), 1), step):
+        yield frame.iloc[start:start + step], None if numbers is None else numbers[start:start + step]
 
 
 def stage_rows(
@@ -74,7 +165,8 @@ def stage_rows(
     mode: Optional[str] = None,
     run_id: Optional[str] = None,
     batch_values: Optional[dict] = None,
-    keep_clean: bool = False,
+    sample_rows: int = 0,
+    chunk_rows: Optional[int] = None,
 ) -> StagingResult:
     """Clean, validate, quarantine and load `frame` (rows of OWS table `table_name`) in one transaction.
 
@@ -82,96 +174,39 @@ def stage_rows(
     `data_errors.row_number`. `mode` is how good rows load: `full` replaces the staging table,
     `incremental` / `append` upsert on the key (default: the table's extraction mode).
     `as_of` is the business as-of time of the batch (copied to `etl_batches.as_of`).
-    Raises `MissingColumnsError` when `frame` lacks a column of the table.
+    `chunk_rows` splits the frame into chunks (default: one). Raises `MissingColumnsError` when
+    `frame` lacks a column of the table.
     """
-    if table_name not in SOURCE_TABLES_BY_NAME:
-        raise ValueError(f"unknown OWS table {table_name!r}; expected one of {', '.join(SOURCE_TABLES_BY_NAME)}")
-    mode = mode or SOURCE_TABLES_BY_NAME[table_name].mode
-    if mode not in ("full", "incremental", "append"):
-        raise ValueError(f"mode must be full, incremental or append, not {mode!r}")
-    started = utc_now()
-    as_of = as_utc(as_of) if as_of is not None else None
-    clean, issues = clean_frame(frame, table_name)
-    raw = frame.reset_index(drop=True)
-    numbers = np.arange(1, len(clean) + 1) if row_numbers is None else np.asarray(row_numbers, dtype=np.int64)
-    if len(numbers) != len(clean):
-        raise ValueError(f"row_numbers has {len(numbers)} entries for {len(clean)} rows")
-    with engine.connect() as conn:
-        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-        with conn.begin():
-            ctx = _context(conn, as_of or started)
-            outcomes = evaluate_suite(SUITES[table_name], clean, raw, issues, ctx)
-            errors = error_rows(outcomes, clean, raw, numbers, table_name, batch_id, source_file, started)
-            rejected = np.zeros(len(clean), dtype=bool)
-            for outcome in outcomes:
-                if outcome.rule.severity == ERROR:
-                    rejected[outcome.failing_positions] = True
-            good = clean.loc[~rejected]
-            insert_rows(conn, data_errors, ERROR_COLUMNS, error_tuples(errors))
-            loaded = load_staging(conn, table_name, good, batch_id, mode, len(clean))
-            values = {
-                "batch_id": batch_id, "asset_key": f"stg_{table_name}", "run_id": run_id,
-                "source": source_file or f"raw_{table_name}", "mode": mode, "as_of": as_of,
-                "rows_in": len(clean), "rows_loaded": loaded, "rows_rejected": int(rejected.sum()),
-                "status": "SUCCESS", "started_at": started,
-            }
-            values.update(batch_values or {})
-            record_batch(conn, **values)
-            staged = conn.execute(sa.select(sa.func.count()).select_from(STAGING_TABLES[table_name])).scalar_one()
-            orphans = staged_orphans(conn, table_name)
-    return StagingResult(
-        table_name, batch_id, as_of, len(clean), loaded, int(rejected.sum()), errors, outcomes,
-        staged_rows=int(staged), orphans=orphans, dtype_problems=dtype_problems(clean, table_name),
-        clean=clean if keep_clean else None,
-    )
+    from ows_pipeline.staging.clean import check_columns
+
+    check_columns(frame, table_name)
+
+    def open_input(conn: sa.Connection) -> StagingInput:
+        return StagingInput(as_of, frame_chunks(frame, row_numbers, chunk_rows), dict(batch_values or {}))
+
+    return stage_batch(engine, table_name, open_input, batch_id=batch_id, mode=mode, source_file=source_file,
+                       run_id=run_id, sample_rows=sample_rows)
 
 
-def _context(conn: sa.Connection, as_of: dt.datetime) -> RuleContext:
-    cache: dict = {}
-
-    def reference_values(table: str, column: str) -> np.ndarray:
-        if (table, column) not in cache:
-            query = sa.text(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")
-            cache[(table, column)] = np.array([r[0] for r in conn.execute(query)])
-        return cache[(table, column)]
-
-    def open_rows(table: str, key: str, id_column: str, open_column: str) -> pd.DataFrame:
-        query = sa.text(f"SELECT {id_column}, {key} FROM {table} WHERE {open_column} IS NULL")
-        return pd.DataFrame(conn.execute(query).all(), columns=[id_column, key])
-
-    return RuleContext(as_of, reference_values, open_rows)
-
+# ---------------------------------------------------------------- one frame at a time (uploads)
 
 def error_rows(
     outcomes: list[RuleOutcome], clean: pd.DataFrame, raw: pd.DataFrame, numbers: np.ndarray,
     table_name: str, batch_id: str, source_file: Optional[str], created_at: dt.datetime,
 ) -> pd.DataFrame:
-    """One `data_errors` row per failing value, in `ERROR_COLUMNS` order."""
-    parts = []
-    key = key_columns(table_name)
-    for outcome in outcomes:
-        for finding in outcome.findings:
-            pos = finding.positions
-            parts.append(pd.DataFrame({
-                "row_number": numbers[pos],
-                "record_key": _record_keys(clean, raw, key, pos),
-                "field": finding.field,
-                "value": finding.values.to_numpy(dtype=object),
-                "rule": finding.rule.name,
-                "severity": finding.rule.severity,
-                "message": finding.message,
-            }))
-    if parts:
-        errors = pd.concat(parts, ignore_index=True)
-    else:
-        errors = pd.DataFrame({c: pd.Series(dtype=object) for c in ERROR_COLUMNS})
-    errors["batch_id"] = batch_id
-    errors["asset_key"] = f"stg_{table_name}"
-    errors["source_file"] = source_file
-    errors["created_at"] = created_at
-    errors["row_number"] = [int(n) for n in errors["row_number"]]
-    errors["value"] = [None if _missing(v) else str(v) for v in errors["value"]]
-    return errors[ERROR_COLUMNS].astype(object)
+    """One `data_errors` row per failing value of a frame's findings, in `ERROR_COLUMNS` order."""
+    from ows_pipeline.staging.batch import record_keys
+
+    keys = record_keys(clean, raw, key_columns(table_name))
+    parts = [
+        {"row_number": int(numbers[p]), "record_key": keys[p], "field": finding.field, "value": value,
+         "rule": finding.rule.name, "severity": finding.rule.severity, "message": finding.message}
+        for outcome in outcomes for finding in outcome.findings
+        for p, value in zip(finding.positions, finding.values.to_numpy(dtype=object))
+    ]
+    rows = _error_records(parts, batch_id=batch_id, asset_key=f"stg_{table_name}", source_file=source_file,
+                          created_at=created_at)
+    return pd.DataFrame(rows, columns=list(ERROR_COLUMNS), dtype=object)
 
 
 def error_tuples(errors: pd.DataFrame) -> list[tuple]:
@@ -183,19 +218,10 @@ def _missing(value) -> bool:
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
-def _record_keys(clean: pd.DataFrame, raw: pd.DataFrame, key: tuple[str, ...], pos: np.ndarray) -> list[str]:
-    parts = []
-    for column in key:
-        cleaned = as_text(clean[column].iloc[pos]).to_numpy(dtype=object)
-        original = raw[column].iloc[pos].to_numpy(dtype=object)
-        parts.append([f"{column}={c if c is not None else o}" for c, o in zip(cleaned, original)])
-    return [",".join(p) for p in zip(*parts)]
-
-
 def load_staging(
     conn: sa.Connection, table_name: str, good: pd.DataFrame, batch_id: str, mode: str, rows_in: int = 0
 ) -> int:
-    """Write the good rows: replace the table (`full`) or upsert on the key (`incremental`, `append`)."""
+    """Write a frame of good rows: replace the table (`full`) or upsert on the key (`incremental`, `append`)."""
     table = STAGING_TABLES[table_name]
     source = SOURCE_TABLES_BY_NAME[table_name].table
     if mode == "full":
@@ -237,3 +263,7 @@ def staged_orphans(conn: sa.Connection, table_name: str) -> dict[str, int]:
         query = sa.select(sa.func.count()).select_from(child).where(child.c[column].is_not(None), missing)
         counts[rule.name] = int(conn.execute(query).scalar_one())
     return counts
+
+
+__all__ = ["ERROR_COLUMNS", "StagingInput", "StagingResult", "as_text", "error_rows", "error_tuples",
+           "load_staging", "stage_batch", "stage_rows", "staged_orphans"]

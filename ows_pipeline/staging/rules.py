@@ -1,20 +1,28 @@
 """Vectorised evaluation of the suites: every failing row of every rule, found with pandas.
 
-This is the fast, complete path that decides quarantine. Great Expectations runs the same
-suite afterwards for reporting and Data Docs (`ows_pipeline.staging.gx_runner`).
+This is the fast, complete path that decides quarantine. Rules on one row at a time run here on
+each chunk of a batch; the set-based rules (`SET_KINDS`: uniqueness, references, one open run
+per key) also have a pandas form here for callers holding a whole batch in one frame, while a
+chunked staging batch runs them in the warehouse (`ows_pipeline.staging.set_rules`). Great
+Expectations runs the same suite afterwards for reporting and Data Docs
+(`ows_pipeline.staging.gx_runner`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
 
 from ows_pipeline.staging.clean import TypeIssue
+from ows_pipeline.warehouse.data_errors import shorten
 from ows_pipeline.staging.suites import Rule
+
+SET_KINDS = frozenset({"unique", "references", "one_open_per_key"})
+"""Rule kinds that look beyond one row (other rows of the batch, staged tables)."""
 
 
 @dataclass
@@ -46,6 +54,8 @@ class RuleOutcome:
     rule: Rule
     rows_in: int
     findings: list[Finding] = field(default_factory=list)
+    count: Optional[int] = None  # a batch summary: failing rows counted in the warehouse
+    samples: Optional[list[str]] = None  # and their first distinct values
 
     @property
     def failing_positions(self) -> np.ndarray:
@@ -55,6 +65,8 @@ class RuleOutcome:
 
     @property
     def unexpected_count(self) -> int:
+        if self.count is not None:
+            return self.count
         return int(len(self.failing_positions))
 
     @property
@@ -63,13 +75,16 @@ class RuleOutcome:
 
     @property
     def passed(self) -> bool:
-        return not self.findings or self.unexpected_count == 0
+        return self.unexpected_count == 0
 
     def sample_values(self, limit: int = 10) -> list[str]:
+        """The first distinct failing values as `field=value`, each cut to a readable length."""
+        if self.samples is not None:
+            return self.samples[:limit]
         values: list[str] = []
         for finding in self.findings:
             for value in finding.values.drop_duplicates().head(limit):
-                values.append(f"{finding.field}={value}")
+                values.append(shorten(f"{finding.field}={value}"))
                 if len(values) >= limit:
                     return values
         return values
@@ -131,6 +146,10 @@ def evaluate_rule(
             limit = rule.params["lengths"][column]
             found = _finding(rule, column, _bool(values.str.len() > limit), values,
                              f"{column} is longer than {limit} characters")
+        elif kind == "display_length":
+            limit = rule.params["lengths"][column]
+            found = _finding(rule, column, _bool(values.str.len() > limit), values,
+                             f"{column} is longer than {limit} characters: cut to {limit} and kept")
         elif kind == "allowed_values":
             allowed = rule.params["values"]
             found = _finding(rule, column, present & ~_bool(values.isin(allowed)), values,
@@ -176,7 +195,7 @@ def evaluate_rule(
     return outcome
 
 
-_PER_COLUMN = {"not_null", "valid_type", "max_length", "allowed_values", "code_format", "min_value",
+_PER_COLUMN = {"not_null", "valid_type", "max_length", "display_length", "allowed_values", "code_format", "min_value",
                "not_in_future", "references"}
 
 
@@ -203,10 +222,28 @@ def _one_open_per_key(rule: Rule, clean: pd.DataFrame, ctx: RuleContext) -> Find
     return _finding(rule, key, _bool(bad), clean[key], f"another run with this {key} is open too")
 
 
+def cut_to_display_limits(rules: tuple[Rule, ...], clean: pd.DataFrame) -> None:
+    """Cut the texts that break a `display_length` rule to the limit, in place (the finding keeps the full value)."""
+    for rule in rules:
+        if rule.kind == "display_length":
+            for column, limit in rule.params["lengths"].items():
+                values = clean[column]
+                long = _bool(values.str.len() > limit)
+                if long.any():
+                    clean.loc[long, column] = values[long].str.slice(0, limit)
+
+
 def evaluate_suite(
-    rules: tuple[Rule, ...], clean: pd.DataFrame, raw: pd.DataFrame, issues: list[TypeIssue], ctx: RuleContext
+    rules: tuple[Rule, ...], clean: pd.DataFrame, raw: pd.DataFrame, issues: list[TypeIssue], ctx: RuleContext,
+    *, set_based: bool = True,
 ) -> list[RuleOutcome]:
-    """Evaluate every rule of a suite; type issues from cleaning belong to the `valid_type` rule."""
+    """Evaluate every rule of a suite; type issues from cleaning belong to the `valid_type` rule.
+
+    With `set_based=False` the rules of `SET_KINDS` are left out (they run in the warehouse).
+    Texts over a display limit are then cut in `clean` (`cut_to_display_limits`).
+    """
+    if not set_based:
+        rules = tuple(r for r in rules if r.kind not in SET_KINDS)
     type_bad: dict[str, np.ndarray] = {}
     for issue in issues:
         mask = np.zeros(len(clean), dtype=bool)
@@ -222,4 +259,5 @@ def evaluate_suite(
                     Finding(rule, issue.column, issue.positions, values, f"{issue.column} is not {issue.expected}")
                 )
         outcomes.append(outcome)
+    cut_to_display_limits(rules, clean)
     return outcomes

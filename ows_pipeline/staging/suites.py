@@ -30,6 +30,14 @@ CODE_COLUMNS = frozenset(
     }
 )
 FLAG_COLUMNS = frozenset({"active_flag"})
+# Names and free text shown to people: longer than the column is a WARN, cut to the limit and kept.
+# Identifiers and codes (run keys, codes, user ids, versions) longer than the column are an ERROR.
+DISPLAY_COLUMNS = frozenset(
+    {
+        "project_name", "business_unit", "owner", "feed_name", "source_system", "expected_schedule",
+        "process_name", "workflow_name", "step_label", "error_message",
+    }
+)
 
 CODE_FORMAT = r"^[A-Z0-9][A-Z0-9_.\-]*$"
 RESULT_CODE_FORMAT = r"^#?[A-Z][A-Z0-9_]*$"
@@ -48,7 +56,8 @@ class Rule:
     """One validation rule of a staging table.
 
     kind: not_null, valid_type, max_length, unique, allowed_values, code_format, min_value,
-    not_before (column >= other column), not_in_future, references, one_open_per_key.
+    not_before (column >= other column), not_in_future, references, one_open_per_key,
+    display_length (a name or free text longer than its column: cut and kept, always WARN).
     """
 
     name: str
@@ -72,7 +81,14 @@ def _generic_rules(table_name: str) -> list[Rule]:
     key = key_columns(table_name)
     required = tuple(c.name for c in table.columns if not c.nullable or c.primary_key)
     lengths = {c.name: c.type.length for c in table.columns if isinstance(c.type, sa.String) and c.type.length and c.name not in FLAG_COLUMNS}
+    display = {name: length for name, length in lengths.items() if name in DISPLAY_COLUMNS}
+    lengths = {name: length for name, length in lengths.items() if name not in DISPLAY_COLUMNS}
     typed = tuple(c.name for c in table.columns if not isinstance(c.type, sa.String) or c.name in FLAG_COLUMNS)
+    display_rules = [Rule(
+        "display_length", "display_length", tuple(display),
+        "Names and free texts fit their column; a longer one is cut to the column size and the row kept.",
+        WARN, params={"lengths": display},
+    )] if display else []
     return [
         Rule(
             "valid_type", "valid_type", typed,
@@ -84,8 +100,9 @@ def _generic_rules(table_name: str) -> list[Rule]:
         ),
         Rule(
             "max_length", "max_length", tuple(lengths),
-            "Strings fit the source column sizes.", params={"lengths": lengths},
+            "Identifiers and codes fit the source column sizes.", params={"lengths": lengths},
         ),
+        *display_rules,
         Rule(
             "unique_key", "unique", key,
             f"The key ({', '.join(key)}) is unique in the batch; every row sharing a duplicated key is rejected.",

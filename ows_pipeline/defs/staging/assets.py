@@ -1,9 +1,10 @@
 """Dagster definitions of the staging domain: `stg_ows_<table>` and their asset checks.
 
-Each staging asset cleans and validates the new raw rows in one step, loads the good rows,
-quarantines the bad ones in `data_errors`, then runs the same suite with Great Expectations
-for Data Docs. Every rule is an asset check; the table-level checks are blocking, so the
-dimensions and the report are not built on bad data in the same run.
+Each staging asset cleans and validates the new raw rows in one step, chunk by chunk in bounded
+memory, loads the good rows, quarantines the bad ones in `data_errors`, all in one transaction,
+then runs the same suite with Great Expectations on a bounded sample for Data Docs. Every rule
+is an asset check; the table-level checks are blocking, so the dimensions and the report are
+not built on bad data in the same run.
 Pandas and Great Expectations are imported inside the step, never at definition time.
 """
 
@@ -13,9 +14,11 @@ import dagster as dg
 from pydantic import Field
 
 from ows_pipeline.resources import WarehouseResource
-from ows_pipeline.settings import Settings
+from ows_pipeline.settings import DEFAULT_STAGING_CHUNK_ROWS, Settings
 from ows_pipeline.source.schema import SOURCE_TABLES
 from ows_pipeline.staging.suites import ERROR, SUITES, key_columns, referenced_tables
+
+DATA_DOCS_SAMPLE_ROWS = 20_000
 
 TABLE_CHECKS = {
     "not_empty": "Blocking: the extract has rows (full tables), or the staged table is not empty "
@@ -35,12 +38,30 @@ class StagingConfig(dg.Config):
                     "(default: OWS_MAX_REJECTION_RATE, else 0.05).",
     )
     data_docs: bool = Field(default=True, description="Validate with Great Expectations and build Data Docs.")
+    chunk_rows: Optional[int] = Field(
+        default=None,
+        description="Raw rows cleaned and checked at a time, which bounds the step's memory "
+                    f"(default: OWS_STAGING_CHUNK_ROWS, else {DEFAULT_STAGING_CHUNK_ROWS:,}).",
+    )
+    data_docs_sample_rows: int = Field(
+        default=DATA_DOCS_SAMPLE_ROWS,
+        description="Rows Great Expectations validates for Data Docs (failing rows first); the checks' "
+                    "numbers always come from every row.",
+    )
 
 
 def max_rejection_rate(config: StagingConfig) -> float:
     if config.max_rejection_rate is not None:
         return config.max_rejection_rate
     return Settings.from_env().max_rejection_rate
+
+
+def chunk_rows(config: StagingConfig) -> int:
+    if config.chunk_rows is None:
+        return Settings.from_env().staging_chunk_rows
+    if config.chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1 (got {config.chunk_rows}); use e.g. 250000.")
+    return config.chunk_rows
 
 
 def check_specs(table_name: str) -> list[dg.AssetCheckSpec]:
@@ -81,46 +102,60 @@ def materialize_staging(
     context: dg.AssetExecutionContext, table_name: str, config: StagingConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Stage the pending raw rows, then report every rule as an asset check."""
+    from ows_pipeline.staging.batch import release_memory
     from ows_pipeline.staging.from_raw import stage_from_raw
     from ows_pipeline.warehouse.batches import new_batch_id, record_failed_batch
 
     engine = warehouse.get_engine()
     batch_id = new_batch_id()
+    size = chunk_rows(config)
+
+    def progress(chunk: int, rows: int) -> None:
+        context.log.debug(f"stg_{table_name}: chunk {chunk} in, {rows:,} rows so far")
+
     try:
-        result = stage_from_raw(engine, table_name, batch_id=batch_id, run_id=context.run.run_id,
-                                keep_clean=config.data_docs)
+        result = stage_from_raw(engine, table_name, batch_id=batch_id, run_id=context.run.run_id, chunk_rows=size,
+                                sample_rows=config.data_docs_sample_rows if config.data_docs else 0,
+                                progress=progress)
     except Exception as exc:
         record_failed_batch(engine, batch_id=batch_id, asset_key=f"stg_{table_name}", run_id=context.run.run_id,
                             message=str(exc)[:2000])
         raise
+    finally:
+        release_memory()
     report, docs_problem = None, None
     if config.data_docs:
         report, docs_problem = _run_gx(context, table_name, result)
     context.log.info(
-        f"stg_{table_name}: {result.rows_in} rows in, {result.loaded} loaded, {result.rejected} rejected "
-        f"(batch {batch_id})"
+        f"stg_{table_name}: {result.rows_in:,} rows in, {result.loaded:,} loaded, {result.rejected:,} rejected "
+        f"in {result.chunks} chunk(s) of up to {size:,} rows (batch {batch_id})"
     )
     from ows_pipeline.warehouse.schema.lineage import staging_metadata
 
-    return dg.MaterializeResult(
-        metadata={**_asset_metadata(result, report, docs_problem), **staging_metadata(table_name)},
-        check_results=_rule_checks(result, report, docs_problem) + _table_checks(result, config),
+    table_checks = _table_checks(result, config)
+    for check in table_checks:
+        if not check.passed:
+            context.log.error(f"stg_{table_name} blocking check {check.check_name} failed: {check.description}")
+    materialization = dg.MaterializeResult(
+        metadata={**_asset_metadata(result, report, docs_problem, size), **staging_metadata(table_name)},
+        check_results=_rule_checks(result, report, docs_problem) + table_checks,
     )
+    del result, report
+    release_memory()
+    return materialization
 
 
 def _run_gx(context, table_name, result):
     from ows_pipeline.staging import gx_runner
 
     try:
-        report = gx_runner.run_suite(
-            table_name, SUITES[table_name], result.clean, result.check_results, batch_id=result.batch_id
-        )
+        report = gx_runner.run_suite(table_name, SUITES[table_name], result.sample, batch_id=result.batch_id)
         return report, None
     except Exception as exc:  # noqa: BLE001 - the load is committed; reporting must not undo it
-        context.log.warning(f"Great Expectations validation of stg_{table_name} failed: {exc!r}")
+        context.log.warning(f"Great Expectations validation of stg_{table_name} failed: {exc!r}"[:1000])
         return None, f"Great Expectations validation failed: {exc!r}"[:500]
     finally:
-        result.clean = None
+        result.sample = None
 
 
 def _docs_metadata(report, docs_problem) -> dict:
@@ -132,7 +167,9 @@ def _docs_metadata(report, docs_problem) -> dict:
     return meta
 
 
-def _asset_metadata(result, report, docs_problem) -> dict:
+def _asset_metadata(result, report, docs_problem, size: int) -> dict:
+    from ows_pipeline.warehouse.data_errors import shorten
+
     meta = {
         "batch_id": result.batch_id,
         "as_of": dg.MetadataValue.text(result.as_of.isoformat() if result.as_of else "unknown"),
@@ -141,11 +178,18 @@ def _asset_metadata(result, report, docs_problem) -> dict:
         "rows_rejected": result.rejected,
         "rejection_rate": dg.MetadataValue.float(round(result.rejection_rate, 6)),
         "warnings": result.warned,
+        "data_errors_rows": result.error_rows,
         "staged_rows": result.staged_rows,
         "dagster/row_count": result.staged_rows,
+        "chunks": result.chunks,
+        "chunk_rows": size,
     }
+    if result.rejected_with_parent:
+        meta["rejected_with_parent"] = dg.MetadataValue.md(
+            "\n".join(f"- {item['text']} (rule {item['rule']})" for item in result.rejected_with_parent))
     if len(result.errors):
         sample = result.errors[["row_number", "record_key", "field", "value", "rule", "severity"]].head(10)
+        sample = sample.assign(value=[shorten(v, 80) for v in sample["value"]])
         meta["sample_errors"] = dg.MetadataValue.md(_markdown(sample))
     meta.update(_docs_metadata(report, docs_problem))
     return meta
@@ -176,6 +220,7 @@ def _rule_checks(result, report, docs_problem) -> list[dg.AssetCheckResult]:
             meta["dtype_problems"] = dg.MetadataValue.json(result.dtype_problems)
         if report is not None:
             gx_results = report.for_rule(rule.name)
+            meta["gx_sample_rows"] = report.rows
             meta["gx_unexpected_count"] = sum(e.unexpected_count or 0 for e in gx_results)
             meta["gx_expectations"] = dg.MetadataValue.json(
                 [{"expectation": e.expectation, "column": e.column, "success": e.success,
@@ -191,15 +236,21 @@ def _rule_checks(result, report, docs_problem) -> list[dg.AssetCheckResult]:
     return checks
 
 
-def _key_problems(result) -> int:
-    key = set(key_columns(result.table_name))
-    rows = set()
-    for outcome in result.check_results:
-        for finding in outcome.findings:
-            on_key = finding.field in key or outcome.rule.name == "unique_key"
-            if on_key and outcome.rule.kind in ("not_null", "valid_type", "unique"):
-                rows.update(finding.positions.tolist())
-    return len(rows)
+def rejection_summary(result, limit: float) -> str:
+    """One message naming the table, the rate, and per rule the count and an example value."""
+    failing = sorted((o for o in result.check_results if o.rule.severity == ERROR and o.unexpected_count),
+                     key=lambda o: -o.unexpected_count)
+    parents = {item["rule"]: item["text"] for item in reversed(result.rejected_with_parent)}
+    parts = []
+    for outcome in failing[:5]:
+        example = (outcome.sample_values(1) or ["?"])[0]
+        part = f"{outcome.rule.name} {outcome.unexpected_count:,} rows (e.g. {example}"
+        part += f"; {parents[outcome.rule.name]})" if outcome.rule.name in parents else ")"
+        parts.append(part)
+    more = f"; and {len(failing) - 5} more rules" if len(failing) > 5 else ""
+    return (f"stg_{result.table_name}: {result.rejected:,} of {result.rows_in:,} rows rejected "
+            f"({result.rejection_rate:.2%}, maximum {limit:.2%}): " + "; ".join(parts) + more +
+            f". Every rejected value is in data_errors (batch_id {result.batch_id}).")
 
 
 def _table_checks(result, config: StagingConfig) -> list[dg.AssetCheckResult]:
@@ -207,7 +258,8 @@ def _table_checks(result, config: StagingConfig) -> list[dg.AssetCheckResult]:
 
     full = SOURCE_TABLES_BY_NAME[result.table_name].mode == "full"
     limit = max_rejection_rate(config)
-    key_problems = _key_problems(result)
+    key_problems = result.key_problems
+    rate_ok = result.rejection_rate <= limit
     not_empty = result.rows_in > 0 if full else result.staged_rows > 0
     return [
         dg.AssetCheckResult(
@@ -215,12 +267,15 @@ def _table_checks(result, config: StagingConfig) -> list[dg.AssetCheckResult]:
             metadata={"rows_in": result.rows_in, "staged_rows": result.staged_rows, "full_extract": full},
         ),
         dg.AssetCheckResult(
-            check_name="rejection_rate", passed=result.rejection_rate <= limit, severity=dg.AssetCheckSeverity.ERROR,
+            check_name="rejection_rate", passed=rate_ok, severity=dg.AssetCheckSeverity.ERROR,
+            description=None if rate_ok else rejection_summary(result, limit),
             metadata={
                 "rejection_rate": dg.MetadataValue.float(round(result.rejection_rate, 6)),
                 "max_rejection_rate": dg.MetadataValue.float(limit),
                 "rows_in": result.rows_in,
                 "rows_rejected": result.rejected,
+                "rows_rejected_only_because_of_parent": result.rejected_only_with_parent,
+                **({} if rate_ok else {"why": dg.MetadataValue.text(rejection_summary(result, limit))}),
             },
         ),
         dg.AssetCheckResult(
