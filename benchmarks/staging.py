@@ -101,10 +101,10 @@ def _measure(chunk_rows: int) -> dict:
     _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     _admin(f'CREATE DATABASE "{database}" TEMPLATE "{TEMPLATE}"')
     try:
-        out = subprocess.run(
-            [sys.executable, __file__, "_child", _url(database), str(chunk_rows)],
-            capture_output=True, text=True, check=True,
-        )
+        out = subprocess.run([sys.executable, __file__, "_child", _url(database), str(chunk_rows)],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"staging with chunks of {chunk_rows:,} rows failed:\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -91,7 +91,7 @@ def raw_chunks(conn: sa.Connection, pending: PendingRaw, chunk_rows: int) -> Ite
         if not pending.raw_batch_ids:
             return
         query = query.where(raw.c._batch_id.in_(pending.raw_batch_ids))
-    result = conn.execution_options(yield_per=chunk_rows).execute(query)
+    result = conn.execute(query, execution_options={"yield_per": chunk_rows})
     try:
         for rows in result.partitions(chunk_rows):
             columns = zip(*rows)
