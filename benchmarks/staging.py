@@ -2,20 +2,24 @@
 
     .venv/bin/python benchmarks/staging.py prepare --runs-per-day 1340     # about 100k runs (12 weeks)
     .venv/bin/python benchmarks/staging.py run --chunk-rows 250000 --chunk-rows 100000000
+    git archive <commit> | tar -x -C /tmp/before    # an older checkout, measured in the same run:
+    .venv/bin/python benchmarks/staging.py run --chunk-rows 250000 --baseline /tmp/before --runs 3
 
 `prepare` writes a demo OWS source into a fresh PostgreSQL database and extracts it into a
 PostgreSQL warehouse database kept as a template (`raw_ows_*` loaded, nothing staged). `run`
 copies the template for each measurement and stages the eight tables in dependency order in a
 fresh process (`stage_from_raw`, no Great Expectations), then reports that process's wall time
 and peak RSS (`resource.getrusage`, the figure `/usr/bin/time -v` reports as maximum resident
-set size). A chunk size larger than the biggest table is the one-frame baseline: every table
-read, cleaned, validated and written at once, as staging did before it streamed.
+set size). A chunk size larger than the biggest table is the one-frame path: every table read,
+cleaned, validated and written at once. `--baseline DIR` also measures the code of another
+checkout (e.g. before staging streamed), alternating with this one, as the ratios' reference.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -24,8 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, os.environ.get("OWS_BENCH_CODE") or str(ROOT))  # the code measured (a child's choice)
 
 from scratch_db import ADMIN_URL  # noqa: E402
 
@@ -96,13 +100,16 @@ def _stage_all(url: str, chunk_rows: int) -> dict:
     return {"seconds": seconds, "peak_mib": peak_mib, "counts": counts, "chunked": chunked}
 
 
-def _measure(chunk_rows: int) -> dict:
+def _measure(chunk_rows: int, code: str | None = None) -> dict:
     database = f"ows_bench_staging_{chunk_rows}"
     _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     _admin(f'CREATE DATABASE "{database}" TEMPLATE "{TEMPLATE}"')
+    env = {k: v for k, v in os.environ.items() if k != "OWS_BENCH_CODE"}
+    if code:
+        env["OWS_BENCH_CODE"] = code
     try:
         out = subprocess.run([sys.executable, __file__, "_child", _url(database), str(chunk_rows)],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=env)
         if out.returncode:
             raise SystemExit(f"staging with chunks of {chunk_rows:,} rows failed:\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -110,23 +117,27 @@ def _measure(chunk_rows: int) -> dict:
         _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def run(chunk_sizes: list[int], runs: int) -> None:
-    results = {size: [] for size in chunk_sizes}
+def run(chunk_sizes: list[int], runs: int, baseline: str | None) -> None:
+    variants = [(f"chunks of {size:,}", size, None) for size in chunk_sizes]
+    if baseline:
+        variants.append((f"baseline {baseline}", max(chunk_sizes), baseline))
+    results = {name: [] for name, _, _ in variants}
     for _ in range(runs):
-        for size in chunk_sizes:  # alternating, so load on the shared machine hits every size alike
-            results[size].append(_measure(size))
-    baseline = max(chunk_sizes)
-    base_s = statistics.median(r["seconds"] for r in results[baseline])
-    base_m = statistics.median(r["peak_mib"] for r in results[baseline])
-    counts = {size: rows[0]["counts"] for size, rows in results.items()}
-    print(f"rows (in, loaded, rejected) per table: {json.dumps(counts[baseline])}")
-    print("| chunk rows | seconds (median) | vs one frame | peak RSS MiB (median) | vs one frame | same counts |")
-    print("|---:|---:|---:|---:|---:|---|")
-    for size in chunk_sizes:
-        seconds = statistics.median(r["seconds"] for r in results[size])
-        peak = statistics.median(r["peak_mib"] for r in results[size])
-        print(f"| {size:,} | {seconds:.1f} | {seconds / base_s:.2f}x | {peak:,.0f} | {peak / base_m:.2f}x | "
-              f"{'yes' if counts[size] == counts[baseline] else 'NO'} |")
+        for name, size, code in variants:  # alternating, so load on the shared machine hits every variant alike
+            results[name].append(_measure(size, code))
+    reference = variants[-1][0]
+    base_s = statistics.median(r["seconds"] for r in results[reference])
+    base_m = statistics.median(r["peak_mib"] for r in results[reference])
+    counts = results[reference][0]["counts"]
+    print(f"rows (in, loaded, rejected) per table: {json.dumps(counts)}")
+    print(f"| code | seconds (median of {runs}) | vs reference | peak RSS MiB (median) | vs reference | same counts |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, _, _ in variants:
+        seconds = statistics.median(r["seconds"] for r in results[name])
+        peak = statistics.median(r["peak_mib"] for r in results[name])
+        same = all(r["counts"] == counts for r in results[name])
+        print(f"| {name} | {seconds:.1f} | {seconds / base_s:.2f}x | {peak:,.0f} | {peak / base_m:.2f}x | "
+              f"{'yes' if same else 'NO'} |")
 
 
 def main() -> None:
@@ -141,11 +152,12 @@ def main() -> None:
     r = sub.add_parser("run", help="stage every table from a copy of the template")
     r.add_argument("--chunk-rows", type=int, action="append", help="chunk sizes (repeat); the largest is the baseline")
     r.add_argument("--runs", type=int, default=1)
+    r.add_argument("--baseline", help="a checkout of other code to measure too (the ratios' reference)")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.runs_per_day, args.weeks)
     else:
-        run(args.chunk_rows or [250_000, 100_000_000], args.runs)
+        run(args.chunk_rows or [250_000], args.runs, args.baseline)
 
 
 if __name__ == "__main__":
