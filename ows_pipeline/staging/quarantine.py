@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from ows_pipeline.source.schema import SOURCE_TABLES_BY_NAME
 from ows_pipeline.staging.batch import StagingBatch, release_memory
 from ows_pipeline.staging.clean import column_kind
-from ows_pipeline.staging.rules import RuleOutcome, as_text
+from ows_pipeline.staging.rules import RuleContext, RuleOutcome, as_text
 from ows_pipeline.staging.suites import ERROR, SUITES, key_columns
 from ows_pipeline.warehouse.batches import record_batch, utc_now
 from ows_pipeline.warehouse.bulk import as_utc, write_frame
@@ -190,6 +190,25 @@ def stage_rows(
 
 # ---------------------------------------------------------------- one frame at a time (uploads)
 
+def rule_context(conn: sa.Connection, as_of: dt.datetime) -> RuleContext:
+    """Lookups into the staged tables, in the caller's transaction, for evaluating a whole frame
+    (an upload) with the set-based rules in pandas."""
+    cache: dict = {}
+
+    def reference_values(table: str, column: str) -> np.ndarray:
+        if (table, column) not in cache:
+            col = STAGING_TABLES[table.removeprefix("stg_")].c[column]
+            cache[(table, column)] = np.array([r[0] for r in conn.execute(sa.select(col).distinct().where(col.is_not(None)))])
+        return cache[(table, column)]
+
+    def open_rows(table: str, key: str, id_column: str, open_column: str) -> pd.DataFrame:
+        t = STAGING_TABLES[table.removeprefix("stg_")]
+        rows = conn.execute(sa.select(t.c[id_column], t.c[key]).where(t.c[open_column].is_(None))).all()
+        return pd.DataFrame([tuple(r) for r in rows], columns=[id_column, key])
+
+    return RuleContext(as_of, reference_values, open_rows)
+
+
 def error_rows(
     outcomes: list[RuleOutcome], clean: pd.DataFrame, raw: pd.DataFrame, numbers: np.ndarray,
     table_name: str, batch_id: str, source_file: Optional[str], created_at: dt.datetime,
@@ -265,5 +284,5 @@ def staged_orphans(conn: sa.Connection, table_name: str) -> dict[str, int]:
     return counts
 
 
-__all__ = ["ERROR_COLUMNS", "StagingInput", "StagingResult", "as_text", "error_rows", "error_tuples",
+__all__ = ["ERROR_COLUMNS", "StagingInput", "StagingResult", "as_text", "error_rows", "error_tuples", "rule_context",
            "load_staging", "stage_batch", "stage_rows", "staged_orphans"]

@@ -251,8 +251,7 @@ def load_export(conn: sa.Connection, plan: ExportPlan, *, batch_id: str, source_
     """Validate with the staging suite and load, all or nothing, inside the caller's transaction."""
     import numpy as np
 
-    from ows_pipeline.staging.quarantine import ERROR_COLUMNS, error_rows, error_tuples, load_staging
-    from ows_pipeline.staging.quarantine import _context as rule_context
+    from ows_pipeline.staging.quarantine import ERROR_COLUMNS, error_rows, error_tuples, load_staging, rule_context
     from ows_pipeline.staging.rules import evaluate_suite
     from ows_pipeline.staging.suites import ERROR, SUITES
     from ows_pipeline.warehouse.bulk import insert_rows
