@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ows_pipeline.scd2 import DimensionSpec
+from ows_pipeline.warehouse.schema.scd2 import DimensionSpec
 from ows_pipeline.warehouse.schema.dimensions import DIMENSIONS
 from ows_pipeline.defs.policies import DIMENSION_MERGE_POOL
 from ows_pipeline.resources import WarehouseResource
