@@ -77,7 +77,13 @@ def test_week_matches_the_source_as_it_was_and_survives_the_source_moving_on(tmp
     build_week(warehouse, week)
     backfilled = _week_rows(warehouse)
 
-    assert backfilled == live
+    # The step's label comes from ows_workflow_step, which has no history: a week rebuilt later shows
+    # the step's label of then (the demo renames steps). Everything else is exact, and the failed
+    # step is named on exactly the same runs.
+    labels = "failed_step"
+    assert [{k: v for k, v in r.items() if k != labels} for r in backfilled] == [
+        {k: v for k, v in r.items() if k != labels} for r in live]
+    assert [r[labels] is None for r in backfilled] == [r[labels] is None for r in live]
 
     # Each run's state is what the source showed at the week's end, except where the source's run
     # row itself lagged its step history then (OWS commits some run rows late).
